@@ -1,0 +1,659 @@
+"""pier's configuration: ONE option table, and the Config object built from it.
+
+Rules:
+1. Every option is one row in `_OPTIONS` (name, default, parser, help, group, flag, env).
+   The CLI flags (pier.cli), the PIER_* environment variables, `pier --help`, the
+   docs (`options()`) and the keyword arguments of `Config` are all generated from
+   that row; nothing else may list option names. Adding an option = one new row,
+   plus its type line in `Config`'s declarations (a test checks the two agree, so
+   mypy can type `config.port` for the server code).
+2. Values are validated and normalised once, in `Config.__init__`; the server reads
+   plain attributes and never re-checks them. An unusable value is a `ConfigError`
+   naming the option (as the user spelled it: `--port`, `PIER_PORT`, `port=`), the
+   value and what is accepted. An unknown name gets a did-you-mean.
+3. Precedence: command line > PIER_* environment > table default (`Config.from_env`).
+   A plain `Config(app, ...)` reads no environment: programmatic use is reproducible.
+4. No I/O here except what an option itself means at start-up: reading `env_file`
+   into os.environ (before the app is imported) and checking that `log_config`
+   exists. Loading the log config is pier.logging's job; binding is pier.io's.
+5. A Config whose app is an import string is picklable (worker processes).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pier.errors import ConfigError
+
+__all__ = ["LOG_LEVELS", "Config", "Option", "load_env_file", "options"]
+
+LOG_LEVELS: dict[str, int] = {
+    "critical": 50,
+    "error": 40,
+    "warning": 30,
+    "info": 20,
+    "debug": 10,
+    "trace": 5,
+}
+"""log_level names and their numeric levels ("trace" is pier's level 5, below DEBUG)."""
+
+LOG_CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".ini")
+
+
+class _Invalid(ValueError):
+    """Raised by a parser; `accepted` completes the sentence "expected ..."."""
+
+    _WHOLE: Any = object()
+
+    def __init__(self, accepted: str, *, item: object = _WHOLE) -> None:
+        super().__init__(accepted)
+        self.accepted = accepted
+        self.item = item
+        """The offending element of a list value, so the message quotes just that."""
+
+
+# --- parsers -------------------------------------------------------------------------
+# Each takes either a string (command line, environment) or a Python value (Config
+# keyword) and returns the normalised value, or raises _Invalid.
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _parse_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+    raise _Invalid("true or false (1/0, yes/no, on/off also work)")
+
+
+def _int_parser(low: int, high: int | None = None, note: str = "") -> Callable[[object], int]:
+    bounds = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+    accepted = bounds + note
+
+    def parse(value: object) -> int:
+        if isinstance(value, bool):  # bool is an int subclass; True is not a port
+            raise _Invalid(accepted)
+        if isinstance(value, str):
+            try:
+                number = int(value.strip(), 10)
+            except ValueError:
+                raise _Invalid(accepted) from None
+        elif isinstance(value, int):
+            number = value
+        else:
+            raise _Invalid(accepted)
+        if number < low or (high is not None and number > high):
+            raise _Invalid(accepted)
+        return number
+
+    return parse
+
+
+def _seconds_parser(*, positive: bool) -> Callable[[object], float]:
+    accepted = "a number of seconds " + ("> 0" if positive else ">= 0")
+
+    def parse(value: object) -> float:
+        if isinstance(value, bool):
+            raise _Invalid(accepted)
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise _Invalid(accepted) from None
+        elif isinstance(value, int | float):
+            number = float(value)
+        else:
+            raise _Invalid(accepted)
+        # NaN fails both comparisons, so it is rejected here too.
+        if not (number > 0 if positive else number >= 0) or number == float("inf"):
+            raise _Invalid(accepted)
+        return number
+
+    return parse
+
+
+def _optional(parse: Callable[[object], Any]) -> Callable[[object], Any]:
+    """None stays None; on the command line or in the environment, "" or "none" too."""
+
+    def parse_optional(value: object) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None
+        return parse(value)
+
+    return parse_optional
+
+
+def _parse_str(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise _Invalid("a string")
+
+
+def _parse_host(value: object) -> str:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise _Invalid("a host name or IP address, e.g. 127.0.0.1 or 0.0.0.0")
+
+
+def _parse_path(value: object) -> str:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str) and value:
+        return value
+    raise _Invalid("a file system path")
+
+
+def _parse_app(value: object) -> Any:
+    if isinstance(value, str):
+        if not value.strip():
+            raise _Invalid('an import string "module:attr", e.g. main:app')
+        return value.strip()
+    if callable(value):
+        return value
+    raise _Invalid('an import string "module:attr" (e.g. main:app) or an ASGI callable')
+
+
+def _parse_root_path(value: object) -> str:
+    if isinstance(value, str) and (value == "" or value.startswith("/")):
+        return value
+    raise _Invalid('"" or a path starting with "/", e.g. /api')
+
+
+def _parse_forwarded_allow_ips(value: object) -> str:
+    # Kept as given (the proxy layer parses it); a list is joined for convenience.
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        return ",".join(item.strip() for item in value)
+    raise _Invalid('comma-separated IPs or networks, e.g. "127.0.0.1,10.0.0.0/8", or "*"')
+
+
+# RFC 9110 section 5.6.2: field-name = token; tchar = "!" / "#" / ... / ALPHA / DIGIT.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_HEADER_ACCEPTED = 'NAME:VALUE, e.g. "X-Frame-Options: DENY"'
+
+
+def _parse_header(item: object) -> tuple[str, str]:
+    if isinstance(item, str):
+        if ":" not in item:
+            raise _Invalid(_HEADER_ACCEPTED + " (no ':' found)")
+        name, _, value = item.partition(":")
+    elif (
+        isinstance(item, tuple | list)
+        and len(item) == 2
+        and all(isinstance(part, str) for part in item)
+    ):
+        name, value = item
+    else:
+        raise _Invalid(_HEADER_ACCEPTED + " or a (name, value) pair of strings")
+    name, value = name.strip(), value.strip()
+    if not _TOKEN.match(name):
+        raise _Invalid(_HEADER_ACCEPTED + " where NAME is a token (letters, digits, -)")
+    # RFC 9110 section 5.5: CR, LF and NUL in a field value would split the response.
+    if any(ch in value for ch in "\r\n\x00"):
+        raise _Invalid(_HEADER_ACCEPTED + " without CR, LF or NUL in VALUE")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise _Invalid(_HEADER_ACCEPTED + " where VALUE is Latin-1 text") from None
+    return name, value
+
+
+def _parse_headers(value: object) -> list[tuple[str, str]]:
+    # From the environment: one NAME:VALUE per line (a value may contain "," or ";").
+    if isinstance(value, str):
+        items: Iterable[object] = [line for line in value.splitlines() if line.strip()]
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        raise _Invalid("a list of " + _HEADER_ACCEPTED)
+    parsed = []
+    for item in items:
+        try:
+            parsed.append(_parse_header(item))
+        except _Invalid as exc:
+            raise _Invalid(exc.accepted, item=item) from None
+    return parsed
+
+
+def _parse_log_config(value: object) -> str | dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return value  # a dictConfig dictionary, used as is
+    path = _parse_path(value)
+    if not path.lower().endswith(LOG_CONFIG_SUFFIXES):
+        raise _Invalid(
+            "a .json, .yaml or .yml file (logging dictConfig) or an .ini file (fileConfig)"
+        )
+    return path
+
+
+OptionKind = Literal["positional", "value", "flag", "append"]
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One row of the option table; everything user-facing is derived from it."""
+
+    name: str
+    """Python attribute and Config keyword."""
+    default: Any
+    parse: Callable[[object], Any]
+    """Turns a string (CLI, env) or a Python value into the normalised value."""
+    help: str
+    """One line: what it does and its unit. The default is appended by `help_text`."""
+    group: str
+    """Heading in `pier --help` and the docs."""
+    kind: OptionKind = "value"
+    """"flag" is a boolean with a --name/--no-name pair; "append" is repeatable."""
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+    flag: str | None = None
+    """CLI flag if not derived from the name (--root-path from root_path)."""
+    env_fallbacks: tuple[str, ...] = ()
+    """Other environment variables read when PIER_<NAME> is unset (uvicorn compat)."""
+
+    @property
+    def env(self) -> str:
+        """The environment variable: PIER_<NAME>."""
+        return "PIER_" + self.name.upper()
+
+    @property
+    def cli_flags(self) -> tuple[str, ...]:
+        """Command-line spellings: ("--proxy-headers", "--no-proxy-headers") for a flag."""
+        if self.kind == "positional":
+            return ()
+        flag = self.flag or "--" + self.name.replace("_", "-")
+        if self.kind == "flag":
+            return (flag, "--no-" + flag[2:])
+        return (flag,)
+
+    @property
+    def help_text(self) -> str:
+        """Help line with the default, as shown by `pier --help`."""
+        default = self.default
+        if default is None or default == []:
+            shown = "none"
+        elif isinstance(default, bool):
+            shown = "on" if default else "off"
+        elif default == "":
+            shown = '""'
+        else:
+            shown = str(default)
+        return f"{self.help} [default: {shown}]"
+
+    def convert(self, value: object) -> Any:
+        """Validate and normalise `value`; raises _Invalid naming what is accepted."""
+        if self.choices:
+            if isinstance(value, str) and value.strip().lower() in self.choices:
+                return value.strip().lower()
+            raise _Invalid("one of " + ", ".join(self.choices))
+        return self.parse(value)
+
+
+def _row(name: str, default: Any, parse: Callable[[object], Any], help: str, group: str,
+         **extra: Any) -> Option:
+    return Option(name=name, default=default, parse=parse, help=help, group=group, **extra)
+
+
+SERVER, APP, LIMITS, PROXY, LOGGING = "Server", "App", "HTTP limits", "Proxy", "Logging"
+
+# The table. Order is the order of `pier --help` (groups appear in first-seen order).
+_OPTIONS: tuple[Option, ...] = (
+    # --- App ---------------------------------------------------------------------------
+    _row("app", None, _parse_app, 'the ASGI app as "module:attr", e.g. main:app', APP,
+         kind="positional", metavar="module:attr"),
+    # --- Server ------------------------------------------------------------------------
+    _row("host", "127.0.0.1", _parse_host,
+         "address to bind; 0.0.0.0 for every IPv4 interface, :: for IPv6", SERVER),
+    _row("port", 8000, _int_parser(0, 65535, " (0 picks a free port)"),
+         "TCP port to bind; 0 picks a free one", SERVER, metavar="INT"),
+    _row("uds", None, _optional(_parse_path),
+         "bind a Unix domain socket at this path instead of host/port", SERVER,
+         metavar="PATH"),
+    _row("fd", None, _optional(_int_parser(0)),
+         "serve on this already-open socket file descriptor (systemd, supervisors)",
+         SERVER, metavar="INT"),
+    _row("backlog", 2048, _int_parser(1),
+         "listen() backlog: connections queued before accept", SERVER, metavar="INT"),
+    _row("loop", "auto", _parse_str, "event loop; auto uses uvloop when installed", SERVER,
+         choices=("auto", "asyncio", "uvloop")),
+    _row("timeout_keep_alive", 5.0, _seconds_parser(positive=False),
+         "seconds an idle keep-alive connection stays open", SERVER, metavar="SECONDS"),
+    _row("timeout_graceful_shutdown", 30.0, _seconds_parser(positive=False),
+         "seconds to let in-flight requests finish on shutdown before cancelling them",
+         SERVER, metavar="SECONDS"),
+    _row("timeout_request_header", 20.0, _seconds_parser(positive=True),
+         "seconds a client gets to send a complete request head (slowloris defence)",
+         SERVER, metavar="SECONDS"),
+    _row("limit_concurrency", None, _optional(_int_parser(1)),
+         "connections + tasks beyond this number get 503 Service Unavailable", SERVER,
+         metavar="INT"),
+    _row("server_header", True, _parse_bool, 'send "Server: pier" in responses', SERVER,
+         kind="flag"),
+    _row("date_header", True, _parse_bool, "send a Date header in responses", SERVER,
+         kind="flag"),
+    _row("headers", [], _parse_headers,
+         "extra response header NAME:VALUE; repeatable (env: one per line)", SERVER,
+         kind="append", flag="--header", metavar="NAME:VALUE"),
+    # --- App loading -------------------------------------------------------------------
+    _row("factory", False, _parse_bool,
+         "treat module:attr as a zero-argument function returning the app", APP,
+         kind="flag"),
+    _row("interface", "auto", _parse_str,
+         "app calling convention; auto detects it from the callable's signature", APP,
+         choices=("auto", "asgi3", "asgi2")),
+    _row("lifespan", "auto", _parse_str,
+         "lifespan events: on requires them, off skips them, auto tolerates apps "
+         "without support", APP, choices=("auto", "on", "off")),
+    _row("app_dir", ".", _parse_path, "directory put first on sys.path to import the app",
+         APP, metavar="DIR"),
+    _row("root_path", "", _parse_root_path,
+         "ASGI root_path: the prefix under which a proxy mounts the app, e.g. /api", APP,
+         metavar="PATH"),
+    _row("env_file", None, _optional(_parse_path),
+         "KEY=VALUE file loaded into the environment before the app is imported "
+         "(variables already set win)", APP, metavar="PATH"),
+    # --- HTTP limits (each answers with the status in parentheses) ---------------------
+    _row("limit_request_head_size", 65536, _int_parser(1),
+         "bytes in the request line plus all headers (431)", LIMITS, metavar="BYTES"),
+    _row("limit_request_fields", 100, _int_parser(1), "number of request headers (431)",
+         LIMITS, metavar="INT"),
+    _row("limit_request_field_size", 8190, _int_parser(1),
+         "bytes in one request header line (431)", LIMITS, metavar="BYTES"),
+    _row("limit_request_line", 8190, _int_parser(1),
+         "bytes in the request line; a longer target gets 414", LIMITS, metavar="BYTES"),
+    _row("limit_request_body", None, _optional(_int_parser(0)),
+         "bytes in a request body (413); none means unlimited", LIMITS, metavar="BYTES"),
+    # --- Proxy -------------------------------------------------------------------------
+    _row("proxy_headers", True, _parse_bool,
+         "trust X-Forwarded-For/-Proto from --forwarded-allow-ips for client address "
+         "and scheme", PROXY, kind="flag"),
+    _row("forwarded_allow_ips", "127.0.0.1", _parse_forwarded_allow_ips,
+         'comma-separated proxy IPs/networks to trust, or "*" (also read from '
+         "FORWARDED_ALLOW_IPS)", PROXY, metavar="IPS",
+         env_fallbacks=("FORWARDED_ALLOW_IPS",)),
+    # --- Logging -----------------------------------------------------------------------
+    _row("log_level", "info", _parse_str, "level of pier's own log messages", LOGGING,
+         choices=tuple(LOG_LEVELS)),
+    _row("access_log", True, _parse_bool, "log one line per request to pier.access",
+         LOGGING, kind="flag"),
+    _row("log_config", None, _parse_log_config,
+         "logging config file: .json/.yaml/.yml (dictConfig) or .ini (fileConfig)",
+         LOGGING, metavar="PATH"),
+    _row("use_colors", None, _parse_bool,
+         "colour log levels; default: only when writing to a terminal", LOGGING,
+         kind="flag"),
+    # --- Reserved for later issues: workers, reload, ssl_*, ws_* -----------------------
+    # Add each as one row here (new group names such as "Workers", "TLS" and
+    # "WebSocket" become new --help sections automatically), then declare its type
+    # in Config below.
+)
+
+_BY_NAME: dict[str, Option] = {option.name: option for option in _OPTIONS}
+
+
+def options() -> tuple[Option, ...]:
+    """The option table, in --help order (for docs and tooling)."""
+    return _OPTIONS
+
+
+def _suggest(name: str, candidates: Iterable[str]) -> str:
+    """'; did you mean X?' for the closest candidate, or ''."""
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _invalid(label: str, value: object, accepted: str) -> ConfigError:
+    return ConfigError(f"invalid {label} {value!r}: expected {accepted}")
+
+
+# --- env files ---------------------------------------------------------------------
+
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
+_DQ_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
+
+
+def load_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Parse a dotenv-style file: KEY=VALUE lines, # comments, quotes, `export `.
+
+    Single-quoted values are literal; double-quoted ones understand \\n \\t \\r \\" \\\\
+    and may span lines; an unquoted value ends at a " #" comment. A malformed line is
+    a ConfigError naming the file and line, because a silently skipped secret is
+    worse than a refusal to start.
+    """
+    name = os.fspath(path)
+    try:
+        text = Path(name).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"env file {name!r} does not exist; fix the --env-file path or create the file"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read env file {name!r}: {exc}") from None
+
+    values: dict[str, str] = {}
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        lineno = index + 1
+        line = lines[index].strip()
+        index += 1
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export ") or line.startswith("export\t"):
+            line = line[len("export") :].lstrip()
+        key, sep, rest = line.partition("=")
+        key = key.strip()
+        if not sep or not _ENV_KEY.match(key):
+            raise ConfigError(
+                f"env file {name!r} line {lineno}: expected KEY=VALUE, got {line!r}"
+            )
+        rest = rest.strip()
+        if rest[:1] in ("'", '"'):
+            quote = rest[0]
+            body = rest[1:]
+            # A quoted value may continue on following lines until its closing quote.
+            while True:
+                end = _closing_quote(body, quote)
+                if end >= 0 or index >= len(lines):
+                    break
+                body += "\n" + lines[index]
+                index += 1
+            if end < 0:
+                raise ConfigError(
+                    f"env file {name!r} line {lineno}: {key} has no closing {quote}"
+                )
+            trailer = body[end + 1 :].strip()
+            if trailer and not trailer.startswith("#"):
+                raise ConfigError(
+                    f"env file {name!r} line {lineno}: unexpected {trailer!r} after the "
+                    f"quoted value of {key}"
+                )
+            value = body[:end]
+            if quote == '"':
+                value = re.sub(
+                    r"\\(.)", lambda m: _DQ_ESCAPES.get(m.group(1), m.group(0)), value
+                )
+        else:
+            value = re.split(r"\s#", rest, maxsplit=1)[0].strip()
+        values[key] = value
+    return values
+
+
+def _closing_quote(body: str, quote: str) -> int:
+    """Index of the unescaped closing quote in `body`, or -1."""
+    position = 0
+    while position < len(body):
+        char = body[position]
+        if char == "\\" and quote == '"':
+            position += 2
+            continue
+        if char == quote:
+            return position
+        position += 1
+    return -1
+
+
+# --- Config ------------------------------------------------------------------------
+
+
+class Config:
+    """Every option as a validated attribute: `Config(app, port=0, log_level="debug")`.
+
+    Unknown keywords and unusable values raise ConfigError. `from_env` adds the PIER_*
+    environment under the given keywords.
+    """
+
+    # Type declarations only (values come from the table); keep in step with _OPTIONS.
+    app: Any
+    host: str
+    port: int
+    uds: str | None
+    fd: int | None
+    backlog: int
+    loop: str
+    timeout_keep_alive: float
+    timeout_graceful_shutdown: float
+    timeout_request_header: float
+    limit_concurrency: int | None
+    server_header: bool
+    date_header: bool
+    headers: list[tuple[str, str]]
+    factory: bool
+    interface: str
+    lifespan: str
+    app_dir: str
+    root_path: str
+    env_file: str | None
+    limit_request_head_size: int
+    limit_request_fields: int
+    limit_request_field_size: int
+    limit_request_line: int
+    limit_request_body: int | None
+    proxy_headers: bool
+    forwarded_allow_ips: str
+    log_level: str
+    access_log: bool
+    log_config: str | dict[str, Any] | None
+    use_colors: bool | None
+
+    given: frozenset[str]
+    """Names of the options set explicitly (keyword, CLI or environment), not defaulted."""
+
+    def __init__(self, app: Any, **options: Any) -> None:
+        self._setup({"app": app, **options}, labels={})
+
+    @classmethod
+    def from_env(
+        cls,
+        app: Any = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> Config:
+        """Config from keywords over PIER_* variables over defaults.
+
+        `app=None` falls back to PIER_APP. `labels` maps option names to how the
+        caller's values were spelled (the CLI passes "--port") for error messages.
+        """
+        env = os.environ if environ is None else environ
+        cls._check_unknown(options, "option")
+        _reject_misspelled_env(env)
+        merged: dict[str, Any] = {}
+        all_labels: dict[str, str] = dict(labels or {})
+        for option in _OPTIONS:
+            for variable in (option.env, *option.env_fallbacks):
+                if variable in env:
+                    merged[option.name] = env[variable]
+                    all_labels[option.name] = variable
+                    break
+        for name, value in options.items():
+            merged[name] = value
+            all_labels[name] = (labels or {}).get(name, name)
+        if app is not None:
+            merged["app"] = app
+            all_labels["app"] = (labels or {}).get("app", "app")
+        if merged.get("app") is None:
+            raise ConfigError(
+                'no app given; name it as "module:attr", e.g. pier main:app (or set PIER_APP)'
+            )
+        config = cls.__new__(cls)
+        config._setup(merged, labels=all_labels)
+        return config
+
+    @staticmethod
+    def _check_unknown(values: Mapping[str, Any], what: str) -> None:
+        for name in values:
+            if name not in _BY_NAME:
+                hint = _suggest(name, _BY_NAME) or "; see `pier --help` for the options"
+                raise ConfigError(f"unknown {what} {name!r}{hint}")
+
+    def _setup(self, values: Mapping[str, Any], *, labels: Mapping[str, str]) -> None:
+        self._check_unknown(values, "option")
+        for option in _OPTIONS:
+            if option.name in values:
+                raw = values[option.name]
+                try:
+                    value = option.convert(raw)
+                except _Invalid as exc:
+                    label = labels.get(option.name, option.name)
+                    shown = raw if exc.item is _Invalid._WHOLE else exc.item
+                    raise _invalid(label, shown, exc.accepted) from None
+            else:
+                default = option.default
+                value = list(default) if isinstance(default, list) else default
+            setattr(self, option.name, value)
+        self.given = frozenset(values)
+        if self.app is None:
+            raise ConfigError('no app given; pass "module:attr" (e.g. "main:app") or a callable')
+        if self.uds is not None and self.fd is not None:
+            raise ConfigError("--uds and --fd both given; choose one place to listen")
+        if isinstance(self.log_config, str) and not os.path.isfile(self.log_config):
+            raise ConfigError(
+                f"log config file {self.log_config!r} does not exist; fix the --log-config path"
+            )
+        if self.env_file is not None:
+            for key, value in load_env_file(self.env_file).items():
+                os.environ.setdefault(key, value)
+
+    @property
+    def log_level_number(self) -> int:
+        """log_level as a logging level number ("trace" is 5)."""
+        return LOG_LEVELS[self.log_level]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{option.name}={getattr(self, option.name)!r}"
+            for option in _OPTIONS
+            if option.name in self.given and option.name != "app"
+        )
+        return f"Config({self.app!r}{', ' if shown else ''}{shown})"
+
+
+def _reject_misspelled_env(environ: Mapping[str, str]) -> None:
+    """A PIER_* variable close to a real one is a typo; far from all, it is not ours."""
+    known = {option.env for option in _OPTIONS}
+    for variable in environ:
+        if variable.startswith("PIER_") and variable not in known:
+            suggestion = difflib.get_close_matches(variable, known, n=1, cutoff=0.8)
+            if suggestion:
+                raise ConfigError(
+                    f"unknown environment variable {variable}; did you mean {suggestion[0]}?"
+                )
