@@ -267,6 +267,8 @@ class Option:
     """CLI flag if not derived from the name (--root-path from root_path)."""
     env_fallbacks: tuple[str, ...] = ()
     """Other environment variables read when PIER_<NAME> is unset (uvicorn compat)."""
+    default_text: str | None = None
+    """How --help shows the default, when str(default) would mislead."""
 
     @property
     def env(self) -> str:
@@ -287,7 +289,11 @@ class Option:
     def help_text(self) -> str:
         """Help line with the default, as shown by `pier --help`."""
         default = self.default
-        if default is None or default == []:
+        if self.kind == "positional":
+            return self.help
+        if self.default_text is not None:
+            shown = self.default_text
+        elif default is None or default == []:
             shown = "none"
         elif isinstance(default, bool):
             shown = "on" if default else "off"
@@ -349,7 +355,7 @@ _OPTIONS: tuple[Option, ...] = (
     _row("date_header", True, _parse_bool, "send a Date header in responses", SERVER,
          kind="flag"),
     _row("headers", [], _parse_headers,
-         "extra response header NAME:VALUE; repeatable (env: one per line)", SERVER,
+         "extra response header; repeatable (in PIER_HEADERS: one per line)", SERVER,
          kind="append", flag="--header", metavar="NAME:VALUE"),
     # --- App loading -------------------------------------------------------------------
     _row("factory", False, _parse_bool,
@@ -389,7 +395,8 @@ _OPTIONS: tuple[Option, ...] = (
          "FORWARDED_ALLOW_IPS)", PROXY, metavar="IPS",
          env_fallbacks=("FORWARDED_ALLOW_IPS",)),
     # --- Logging -----------------------------------------------------------------------
-    _row("log_level", "info", _parse_str, "level of pier's own log messages", LOGGING,
+    _row("log_level", "info", _parse_str,
+         "least severe message logged; access lines are info", LOGGING,
          choices=tuple(LOG_LEVELS)),
     _row("access_log", True, _parse_bool, "log one line per request to pier.access",
          LOGGING, kind="flag"),
@@ -397,8 +404,8 @@ _OPTIONS: tuple[Option, ...] = (
          "logging config file: .json/.yaml/.yml (dictConfig) or .ini (fileConfig)",
          LOGGING, metavar="PATH"),
     _row("use_colors", None, _parse_bool,
-         "colour log levels; default: only when writing to a terminal", LOGGING,
-         kind="flag"),
+         "colour the level names in pier's log lines", LOGGING, kind="flag",
+         default_text="only on a terminal, unless NO_COLOR is set"),
     # --- Reserved for later issues: workers, reload, ssl_*, ws_* -----------------------
     # Add each as one row here (new group names such as "Workers", "TLS" and
     # "WebSocket" become new --help sections automatically), then declare its type

@@ -1,0 +1,311 @@
+"""pier's loggers, their default set-up, the access log and log-safe escaping.
+
+Rules:
+1. Logger names are API: "pier.error" carries the server's own messages (start-up,
+   shutdown, errors); "pier.access" carries one line per request. Module loggers
+   under "pier." inherit the "pier" logger's handler and level.
+2. `configure(config)` runs once, before the app is imported. With --log-config the
+   file decides handlers and formats (and levels, unless --log-level was given);
+   otherwise pier installs its own handlers: server messages on stderr, access lines
+   on stdout (as uvicorn does, so existing log pipelines keep working).
+3. Untrusted text (anything a client sent: method, path, query, headers, proxy
+   addresses) goes through `escape()` before it is logged, so control characters,
+   newlines and ANSI escapes never reach a terminal or log file verbatim
+   (the CVE-2020-7694 class: forged log lines, terminal escape injection).
+4. Hot path: `AccessLog.enabled` is decided once; the server tests it before building
+   anything. `record()` formats lazily with %-style arguments.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import logging
+import logging.config
+import os
+import sys
+from typing import Any, TextIO
+
+from pier.config import Config
+from pier.errors import ConfigError
+
+__all__ = [
+    "ACCESS_LOGGER",
+    "ERROR_LOGGER",
+    "TRACE",
+    "AccessLog",
+    "DefaultFormatter",
+    "configure",
+    "escape",
+]
+
+ERROR_LOGGER = "pier.error"
+ACCESS_LOGGER = "pier.access"
+TRACE = 5
+"""Below DEBUG: per-event protocol chatter, off unless --log-level trace."""
+logging.addLevelName(TRACE, "TRACE")
+
+_DISABLED = logging.CRITICAL + 1
+_OUR_HANDLER = "_pier_default"  # marks handlers configure() installed, so it can replace them
+
+
+# --- escaping --------------------------------------------------------------------------
+
+
+def escape(text: str | bytes) -> str:
+    """`text` made safe for one log line: printable characters kept, the rest escaped.
+
+    Non-printable characters (C0/C1 controls, DEL, newlines, Unicode format characters
+    such as bidi overrides) become \\xNN / \\uNNNN; a quote and a backslash are
+    backslashed so the quoted request line in the access log stays unambiguous.
+    Bytes are read as UTF-8; bytes that are not UTF-8 are shown as \\xNN.
+    """
+    if isinstance(text, bytes | bytearray):
+        text = bytes(text).decode("utf-8", "surrogateescape")
+    # Fast path: almost every real path and query is printable ASCII or UTF-8 text.
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return text
+    return "".join(_escape_char(char) for char in text)
+
+
+def _escape_char(char: str) -> str:
+    if char == '"':
+        return '\\"'
+    if char == "\\":
+        return "\\\\"
+    if char.isprintable():
+        return char
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte kept by surrogateescape
+        return f"\\x{code - 0xDC00:02x}"
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+# --- formatting ------------------------------------------------------------------------
+
+_COLOURS = {
+    TRACE: "\x1b[34m",  # blue
+    logging.DEBUG: "\x1b[36m",  # cyan
+    logging.INFO: "\x1b[32m",  # green
+    logging.WARNING: "\x1b[33m",  # yellow
+    logging.ERROR: "\x1b[31m",  # red
+    logging.CRITICAL: "\x1b[1;31m",  # bold red
+}
+_RESET = "\x1b[0m"
+DEFAULT_FORMAT = "%(levelprefix)s %(message)s"
+
+
+def _wants_colour(use_colors: bool | None, stream: TextIO) -> bool:
+    if use_colors is not None:
+        return use_colors
+    # https://no-color.org: a set NO_COLOR means no colour unless asked for.
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class DefaultFormatter(logging.Formatter):
+    """Adds %(levelprefix)s ("INFO:     ", coloured when wanted) to the record.
+
+    Usable from a dictConfig: {"()": "pier.logging.DefaultFormatter",
+    "fmt": "%(levelprefix)s %(message)s", "use_colors": false}.
+    """
+
+    def __init__(
+        self,
+        fmt: str | None = DEFAULT_FORMAT,
+        datefmt: str | None = None,
+        style: Any = "%",
+        *,
+        use_colors: bool | None = None,
+    ) -> None:
+        super().__init__(fmt, datefmt, style)
+        self.use_colors = _wants_colour(use_colors, sys.stderr)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        prefix = f"{record.levelname}:".ljust(9)
+        if self.use_colors:
+            colour = _COLOURS.get(record.levelno)
+            if colour:
+                prefix = f"{colour}{prefix}{_RESET}"
+        record.levelprefix = prefix
+        return super().formatMessage(record)
+
+
+# --- configure -------------------------------------------------------------------------
+
+
+def configure(config: Config) -> None:
+    """Set up pier's loggers from `config` (log_config, log_level, access_log, use_colors).
+
+    Safe to call more than once: handlers a previous call installed are replaced.
+    Raises ConfigError naming the file if log_config cannot be loaded.
+    """
+    pier_logger = logging.getLogger("pier")
+    error_logger = logging.getLogger(ERROR_LOGGER)
+    access_logger = logging.getLogger(ACCESS_LOGGER)
+    for logger in (pier_logger, access_logger):
+        for handler in list(logger.handlers):
+            if getattr(handler, _OUR_HANDLER, False):
+                logger.removeHandler(handler)
+
+    if config.log_config is not None:
+        _load_log_config(config.log_config)
+        set_levels = "log_level" in config.given
+    else:
+        pier_logger.addHandler(_handler(sys.stderr, config.use_colors))
+        pier_logger.propagate = False
+        access_logger.addHandler(_handler(sys.stdout, config.use_colors))
+        access_logger.propagate = False
+        set_levels = True
+
+    if set_levels:
+        level = config.log_level_number
+        for logger in (pier_logger, error_logger, access_logger):
+            logger.setLevel(level)
+
+    if config.access_log:
+        access_logger.disabled = False
+        if access_logger.level == _DISABLED:  # left by an earlier configure()
+            access_logger.setLevel(logging.NOTSET)
+    else:
+        # Level above CRITICAL: isEnabledFor(INFO) is False, so AccessLog.enabled is
+        # False and the server skips building access lines altogether.
+        access_logger.setLevel(_DISABLED)
+        access_logger.propagate = False
+
+
+def _handler(stream: TextIO, use_colors: bool | None) -> logging.Handler:
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(DefaultFormatter(use_colors=_wants_colour(use_colors, stream)))
+    setattr(handler, _OUR_HANDLER, True)
+    return handler
+
+
+def _load_log_config(log_config: str | dict[str, Any]) -> None:
+    if isinstance(log_config, dict):
+        _dict_config(dict(log_config), "the log_config dictionary")
+        return
+    path = log_config
+    lowered = path.lower()
+    if lowered.endswith(".ini"):
+        try:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+        except (configparser.Error, KeyError, ValueError, TypeError, AttributeError,
+                ImportError, RuntimeError, OSError) as exc:
+            raise ConfigError(
+                f"log config {path!r} was rejected by logging.config.fileConfig: "
+                f"{type(exc).__name__}: {exc}; fix the file"
+            ) from None
+        return
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read log config {path!r}: {exc}") from None
+    if lowered.endswith(".json"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"log config {path!r} is not valid JSON: {exc}") from None
+    else:
+        try:
+            import yaml  # noqa: PLC0415 (optional dependency: pier[yaml])
+        except ImportError:
+            raise ConfigError(
+                f"log config {path!r} is YAML but PyYAML is not installed; "
+                "run: pip install 'pier[yaml]'"
+            ) from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            detail = " ".join(str(exc).split())
+            raise ConfigError(f"log config {path!r} is not valid YAML: {detail}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"log config {path!r} must hold a mapping (a logging dictConfig), "
+            f"not {type(data).__name__}"
+        )
+    _dict_config(data, f"log config {path!r}")
+
+
+def _dict_config(data: dict[str, Any], what: str) -> None:
+    # The app's loggers do not exist yet, but pier's module loggers may: keep them.
+    data.setdefault("disable_existing_loggers", False)
+    data.setdefault("version", 1)
+    try:
+        logging.config.dictConfig(data)
+    except (ValueError, TypeError, AttributeError, ImportError, KeyError) as exc:
+        raise ConfigError(
+            f"{what} was rejected by logging.config.dictConfig: {exc}; fix the file"
+        ) from None
+
+
+# --- access log ------------------------------------------------------------------------
+
+
+class AccessLog:
+    """One line per finished request on "pier.access"; create it after `configure`.
+
+    The server checks `enabled` before gathering anything, then calls `record`.
+    """
+
+    __slots__ = ("_logger", "enabled")
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self._logger = logger if logger is not None else logging.getLogger(ACCESS_LOGGER)
+        self.enabled: bool = self._logger.isEnabledFor(logging.INFO)
+
+    def record(
+        self,
+        *,
+        client: tuple[str, int] | None,
+        method: str,
+        path: str,
+        query_string: bytes,
+        http_version: str,
+        status: int,
+        size: int,
+        duration: float,
+    ) -> None:
+        """Log `127.0.0.1:51234 - "GET /a?b=1 HTTP/1.1" 200 13B 0.42ms`.
+
+        `size` is response body bytes, `duration` seconds. The escaped fields are also
+        on the LogRecord (client_addr, method, path, query_string, http_version,
+        status_code, size, duration) for custom formatters.
+        """
+        if client is None:
+            client_addr = "-"
+        else:
+            host = escape(client[0])
+            client_addr = f"[{host}]:{client[1]}" if ":" in host else f"{host}:{client[1]}"
+        method = escape(method)
+        path = escape(path)
+        query = escape(query_string) if query_string else ""
+        self._logger.info(
+            '%s - "%s %s%s%s HTTP/%s" %d %dB %.2fms',
+            client_addr,
+            method,
+            path,
+            "?" if query else "",
+            query,
+            http_version,
+            status,
+            size,
+            duration * 1000.0,
+            extra={
+                "client_addr": client_addr,
+                "method": method,
+                "path": path,
+                "query_string": query,
+                "http_version": http_version,
+                "status_code": status,
+                "size": size,
+                "duration": duration,
+            },
+        )
