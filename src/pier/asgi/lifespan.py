@@ -1,0 +1,121 @@
+"""The ASGI lifespan protocol (ASGI lifespan spec 2.0): startup, shutdown and state.
+
+Rules:
+1. One long-lived task runs the app with a "lifespan" scope; startup() and shutdown()
+   hand it one event each and wait for its answer.
+2. mode "auto": an app that raises (or returns) before answering startup does not
+   support lifespan; that is logged at INFO and serving goes on. mode "on": the same is
+   a start-up failure. mode "off": the app is never called with a lifespan scope.
+3. A "...failed" answer always fails (LifespanFailed carries the app's message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from pier.errors import LifespanFailed
+from pier.types import ASGIApp, Message
+
+logger = logging.getLogger("pier.error")
+
+LIFESPAN_SPEC_VERSION = "2.0"
+
+
+class Lifespan:
+    def __init__(self, app: ASGIApp, *, mode: str, state: dict[str, Any]) -> None:
+        self.app = app
+        self.mode = mode
+        self.state = state
+        self.supported = mode != "off"
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._answer: asyncio.Future[Message] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._app_error: BaseException | None = None
+
+    async def startup(self) -> None:
+        if not self.supported:
+            return
+        loop = asyncio.get_running_loop()
+        self._answer = loop.create_future()
+        self._task = loop.create_task(self._run(), name="pier-lifespan")
+        await self._inbox.put({"type": "lifespan.startup"})
+        answer = await self._answer
+        kind = answer["type"]
+        if kind == "lifespan.startup.complete":
+            return
+        if kind == "lifespan.startup.failed":
+            raise LifespanFailed(
+                "application startup failed: "
+                + (answer.get("message") or "(the app gave no message)")
+            )
+        # The app stopped before answering.
+        if self.mode == "on":
+            detail = (
+                f"{type(self._app_error).__name__}: {self._app_error}"
+                if self._app_error
+                else "it returned without sending 'lifespan.startup.complete'"
+            )
+            raise LifespanFailed(
+                f"--lifespan on, but the app does not handle the lifespan scope ({detail});"
+                " use --lifespan auto or off, or handle 'lifespan.startup'"
+            )
+        self.supported = False
+        logger.info(
+            "The app does not support the ASGI lifespan protocol; going on without it"
+            " (use --lifespan off to skip this check)"
+        )
+
+    async def shutdown(self) -> None:
+        if not self.supported or self._task is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._answer = loop.create_future()
+        await self._inbox.put({"type": "lifespan.shutdown"})
+        answer = await self._answer
+        await asyncio.wait([self._task], timeout=1.0)
+        if answer["type"] == "lifespan.shutdown.failed":
+            raise LifespanFailed(
+                "application shutdown failed: "
+                + (answer.get("message") or "(the app gave no message)")
+            )
+
+    async def _run(self) -> None:
+        scope = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": LIFESPAN_SPEC_VERSION},
+            "state": self.state,
+        }
+        try:
+            await self.app(scope, self._receive, self._send)
+        except BaseException as exc:
+            self._app_error = exc
+            if self.mode == "on" or (self._answer is not None and self._startup_answered):
+                logger.error("Exception in the app's lifespan handler", exc_info=exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            if self._answer is not None and not self._answer.done():
+                self._answer.set_result({"type": "pier.lifespan.stopped"})
+
+    _startup_answered = False
+
+    async def _receive(self) -> Message:
+        return await self._inbox.get()
+
+    async def _send(self, message: Message) -> None:
+        kind = message.get("type")
+        expected = (
+            ("lifespan.shutdown.complete", "lifespan.shutdown.failed")
+            if self._startup_answered
+            else ("lifespan.startup.complete", "lifespan.startup.failed")
+        )
+        if kind not in expected:
+            raise RuntimeError(
+                f"unexpected lifespan message {kind!r}; expected one of {expected}"
+            )
+        if kind in ("lifespan.startup.complete", "lifespan.startup.failed"):
+            self._startup_answered = True
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result(message)

@@ -1,0 +1,64 @@
+"""Building ASGI connection scopes (ASGI HTTP and WebSocket spec 2.4).
+
+Rules: one function per scope type; everything that is the same for every request on
+a connection (client, server, scheme, root path) is computed once in `ConnectionInfo`.
+Scopes are fresh dicts per request because apps may mutate them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from pier.proto.events import Request
+
+ASGI_VERSION = "3.0"
+HTTP_SPEC_VERSION = "2.4"
+
+
+@dataclass(slots=True)
+class ConnectionInfo:
+    client: tuple[str, int] | None
+    server: tuple[str, int | None] | None
+    scheme: str  # "http" or "https"
+    root_path: str
+    raw_root_path: bytes
+    extensions: dict[str, Any] | None = None  # connection-wide (e.g. "tls")
+
+
+def decode_path(raw_path: bytes) -> str:
+    """Percent-decode a request path and read it as UTF-8 (invalid bytes replaced)."""
+    if b"%" in raw_path:
+        raw_path = unquote_to_bytes(raw_path)
+    return raw_path.decode("utf-8", "replace")
+
+
+def http_scope(
+    request: Request, info: ConnectionInfo, state: dict[str, Any]
+) -> dict[str, Any]:
+    raw_path = request.raw_path
+    extensions: dict[str, Any] = {
+        "http.response.trailers": {},
+        "http.response.pathsend": {},
+    }
+    if info.extensions:
+        extensions.update(info.extensions)
+    return {
+        "type": "http",
+        "asgi": {"version": ASGI_VERSION, "spec_version": HTTP_SPEC_VERSION},
+        "http_version": request.http_version,
+        "server": info.server,
+        "client": info.client,
+        "scheme": info.scheme,
+        "method": request.method,
+        "root_path": info.root_path,
+        # Since ASGI spec 2.x clarifications, path and raw_path include root_path;
+        # frameworks (Starlette) strip it when routing.
+        "path": info.root_path + decode_path(raw_path),
+        "raw_path": info.raw_root_path + raw_path,
+        "query_string": request.query_string,
+        "headers": request.headers,
+        "state": state.copy(),
+        "extensions": extensions,
+    }

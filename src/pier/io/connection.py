@@ -1,0 +1,547 @@
+"""One HTTP/1.1 connection on asyncio: socket bytes -> H1Parser -> HTTPCycle -> bytes.
+
+Rules:
+1. This is the only place where an HTTP/1.1 connection meets asyncio. Parsing and
+   framing live in proto/h1.py; ASGI semantics in asgi/http.py. The class here routes
+   events, owns the transport, and applies flow control and timeouts.
+2. Requests are answered in order (RFC 9112 section 9.3.2): one cycle is active at a
+   time; pipelined requests wait in `_queue` with their bodies buffered, and reading
+   pauses when the queue or a body buffer grows past its mark.
+3. Timeouts cost nothing per request: one timer per connection whose deadline moves;
+   when it fires early it re-arms itself for the current deadline.
+4. Anything the client does wrong ends with a status (400/408/413/414/431) and a
+   closed connection; anything the app does wrong, with a 500 or a closed connection
+   (see asgi/http.py run_app). Neither stops the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+from collections import deque
+from http import HTTPStatus
+from time import perf_counter
+from typing import Any, cast
+
+from pier.asgi.http import ASGIProtocolError, HTTPCycle, Phase, run_app
+from pier.asgi.scope import ConnectionInfo, http_scope
+from pier.io.context import ServerContext
+from pier.proto.events import BadRequest, Body, EndOfMessage, Request, Upgrade
+from pier.proto.h1 import AppResponseError, H1Parser, ResponseFramer
+
+logger = logging.getLogger("pier.error")
+
+# Request body bytes buffered for an app before reading from the socket pauses.
+BODY_HIGH_WATER = 256 * 1024
+# Pipelined requests parsed ahead of the one being answered before reading pauses.
+PIPELINE_DEPTH = 16
+# Write buffer marks for the transport: send() waits above the high mark.
+WRITE_HIGH_WATER = 256 * 1024
+FILE_CHUNK = 256 * 1024
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Wait(enum.IntEnum):
+    """What the connection's single deadline is for."""
+
+    NOTHING = 0  # a request is being answered: no deadline
+    IDLE = 1  # keep-alive: waiting for the first byte of the next request
+    HEAD = 2  # a request head has started arriving and must complete in time
+
+
+class H1Connection(asyncio.Protocol):
+    __slots__ = (
+        "_active",
+        "_active_request",
+        "_deadline",
+        "_drain_waiter",
+        "_framer",
+        "_head_sent",
+        "_pending_refusal",
+        "_queue",
+        "_read_paused",
+        "_reading",
+        "_sent",
+        "_timer",
+        "_trailers",
+        "_wait",
+        "closed",
+        "ctx",
+        "info",
+        "loop",
+        "parser",
+        "transport",
+        "write_paused",
+    )
+
+    def __init__(self, ctx: ServerContext, info_base: ConnectionInfo | None = None) -> None:
+        self.ctx = ctx
+        self.loop = ctx.loop
+        self.parser = H1Parser(ctx.limits)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.info: ConnectionInfo = info_base  # type: ignore[assignment]
+        self.closed = False
+        self.write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._read_paused = False
+        self._active: HTTPCycle | None = None
+        self._active_request: Request | None = None
+        self._reading: HTTPCycle | None = None
+        self._queue: deque[tuple[HTTPCycle, Request]] = deque()
+        self._framer: ResponseFramer | None = None
+        self._head_sent = False
+        self._sent = 0
+        self._trailers: list[Any] = []
+        self._pending_refusal: BadRequest | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._wait = Wait.NOTHING
+
+    # asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = transport = cast(asyncio.Transport, transport)
+        ctx = self.ctx
+        ctx.connections.add(self)
+        ctx.total_connections += 1
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        if self.info is None:
+            self.info = connection_info(transport, root_path=ctx.root_path)
+        if ctx.shutting_down:
+            transport.close()
+            return
+        self._set_deadline(Wait.IDLE, ctx.timeout_keep_alive)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        ctx = self.ctx
+        ctx.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._active is not None:
+            self._active.feed_disconnect()
+        for cycle, _ in self._queue:
+            cycle.feed_disconnect()
+        self._queue.clear()
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if ctx.on_idle is not None:
+            ctx.on_idle()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def eof_received(self) -> bool | None:
+        # A client that half-closes after its request still gets the answer; the
+        # transport closes once the response is written (we return None).
+        return None
+
+    def data_received(self, data: bytes) -> None:
+        events = self.parser.receive_data(data)
+        if events:
+            self._handle(events)
+        if self._active is None and self._wait is Wait.IDLE and not self.closed:
+            # Bytes of a request head arrived; the whole head now has a deadline.
+            self._set_deadline(Wait.HEAD, self.ctx.timeout_request_header)
+
+    # Event routing ---------------------------------------------------------------------
+
+    def _handle(self, events: list[Any]) -> None:
+        for event in events:
+            kind = type(event)
+            if kind is Body:
+                cycle = self._reading
+                if cycle is not None:
+                    cycle.feed_body(event.data)
+                    if cycle.buffered > BODY_HIGH_WATER and not self._read_paused:
+                        self._pause_reading()
+            elif kind is Request:
+                self._on_request(event)
+            elif kind is EndOfMessage:
+                if self._reading is not None:
+                    self._reading.feed_end()
+                    self._reading = None
+            elif kind is Upgrade:
+                self._on_upgrade(event)
+            else:
+                self._on_refusal(event)
+
+    def _on_request(self, request: Request) -> None:
+        ctx = self.ctx
+        scope = http_scope(request, self.info, ctx.lifespan_state)
+        if ctx.proxy is not None:
+            from pier.asgi.proxy import apply_proxy_headers
+
+            apply_proxy_headers(scope, ctx.proxy)
+        cycle = HTTPCycle(
+            scope,
+            self,
+            has_body=request.has_body,
+            expect_continue=request.expect_continue,
+        )
+        self._reading = cycle
+        if self._active is None:
+            self._start(cycle, request)
+        else:
+            self._queue.append((cycle, request))
+            if len(self._queue) >= PIPELINE_DEPTH and not self._read_paused:
+                self._pause_reading()
+
+    def _start(self, cycle: HTTPCycle, request: Request) -> None:
+        ctx = self.ctx
+        self._active = cycle
+        self._active_request = request
+        self._wait = Wait.NOTHING
+        self._framer = None
+        self._head_sent = False
+        self._sent = 0
+        ctx.total_requests += 1
+        if ctx.access_log is not None:
+            cycle.started_at = perf_counter()
+        if ctx.over_capacity():
+            self._answer_plain(cycle, 503, "Service Unavailable: too many concurrent requests")
+            return
+        task = _new_task(self.loop, run_app(ctx.app, cycle, self))
+        if not task.done():
+            ctx.tasks.add(task)
+
+    def _on_upgrade(self, event: Upgrade) -> None:
+        # No protocol switch is supported on this path (WebSocket is handled by its own
+        # glue when enabled): the request was answered as plain HTTP, and what followed
+        # its head is the next HTTP/1.1 request.
+        if event.data:
+            self._handle(self.parser.receive_data(event.data))
+
+    def _on_refusal(self, refusal: BadRequest) -> None:
+        logger.info(
+            "Refused a request from %s: %s (HTTP %d)",
+            _peer(self.info),
+            refusal.reason,
+            refusal.status,
+        )
+        if self._active is not None:
+            # Answer the requests before it first, in order; then refuse and close.
+            self._pending_refusal = refusal
+            self._pause_reading()
+            return
+        self._write_refusal(refusal)
+
+    def _write_refusal(self, refusal: BadRequest) -> None:
+        self.transport.write(
+            _plain_response(refusal.status, refusal.reason, self.ctx.default_headers)
+        )
+        self._close()
+
+    # Timeouts --------------------------------------------------------------------------
+
+    def _set_deadline(self, wait: Wait, timeout: float) -> None:
+        self._wait = wait
+        deadline = self._deadline = self.loop.time() + timeout
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._wait is Wait.NOTHING or self.closed:
+            return
+        if self.loop.time() < self._deadline:
+            self._timer = self.loop.call_at(self._deadline, self._on_timer)
+            return
+        if self._wait is Wait.HEAD:
+            logger.info(
+                "Closed a connection from %s: the request head did not arrive within %ss"
+                " (--timeout-request-header)",
+                _peer(self.info),
+                self.ctx.timeout_request_header,
+            )
+            self.transport.write(
+                _plain_response(408, "Request Timeout", self.ctx.default_headers)
+            )
+        self._close()
+
+    # ResponseStream (called by HTTPCycle) -----------------------------------------------
+
+    def start_response(
+        self, cycle: HTTPCycle, status: int, headers: Any, body: bytes, more_body: bool
+    ) -> None:
+        request = self._active_request
+        assert request is not None and cycle is self._active
+        framer = self._framer = ResponseFramer()
+        ctx = self.ctx
+        try:
+            head = framer.head(
+                status,
+                headers,
+                method=request.method,
+                http_version=request.http_version,
+                keep_alive=request.keep_alive and not ctx.shutting_down,
+                default_headers=ctx.default_headers,
+                body_length=None if more_body else len(body),
+                trailers=cycle.trailers and request.accepts_trailers,
+            )
+            data = framer.body(body, more_body)
+        except AppResponseError as exc:
+            raise ASGIProtocolError(str(exc)) from None
+        self._head_sent = True
+        self._sent = len(body)
+        if self.closed:
+            return
+        self.transport.write(head + data if data else head)
+
+    def send_body(self, cycle: HTTPCycle, body: bytes, more_body: bool) -> None:
+        framer = self._framer
+        assert framer is not None and cycle is self._active
+        try:
+            data = framer.body(body, more_body)
+        except AppResponseError as exc:
+            raise ASGIProtocolError(str(exc)) from None
+        self._sent += len(body)
+        if data and not self.closed:
+            self.transport.write(data)
+
+    def send_trailers(self, cycle: HTTPCycle, headers: Any, more: bool) -> None:
+        framer = self._framer
+        assert framer is not None
+        self._trailers.extend(headers)
+        if more or self.closed:
+            return
+        trailers, self._trailers = self._trailers, []
+        if framer.chunked and framer.trailers:
+            try:
+                self.transport.write(framer.trailer_block(trailers))
+            except AppResponseError as exc:
+                raise ASGIProtocolError(str(exc)) from None
+
+    async def send_file(self, cycle: HTTPCycle, status: int, headers: Any, path: str) -> None:
+        try:
+            file = open(path, "rb")  # noqa: SIM115, ASYNC230 - closed in finally; local file reads do not block for long
+        except OSError as exc:
+            raise ASGIProtocolError(
+                f"http.response.pathsend could not open {path!r}: {exc.strerror}"
+            ) from None
+        try:
+            size = os.fstat(file.fileno()).st_size
+            self.start_response(cycle, status, headers, b"", True)
+            framer = self._framer
+            assert framer is not None
+            framer.remaining = None if framer.no_body else size
+            if framer.no_body:
+                return
+            while not self.closed:
+                chunk = file.read(FILE_CHUNK)
+                more = len(chunk) == FILE_CHUNK
+                self.send_body(cycle, chunk, more)
+                if not more:
+                    break
+                if self.write_paused:
+                    await self.drain()
+        finally:
+            file.close()
+
+    def send_continue(self, cycle: HTTPCycle) -> None:
+        if cycle is self._active and not self._head_sent and not self.closed:
+            self.transport.write(CONTINUE)
+
+    def want_body(self, cycle: HTTPCycle) -> None:
+        if self._read_paused and self._pending_refusal is None and (
+            len(self._queue) < PIPELINE_DEPTH
+        ):
+            self._resume_reading()
+
+    async def drain(self) -> None:
+        if not self.write_paused or self.closed:
+            return
+        waiter = self._drain_waiter
+        if waiter is None:
+            waiter = self._drain_waiter = self.loop.create_future()
+        await waiter
+
+    def response_done(self, cycle: HTTPCycle) -> None:
+        framer = self._framer
+        request = self._active_request
+        assert framer is not None and request is not None
+        ctx = self.ctx
+        if ctx.access_log is not None:
+            self._log_access(cycle, request)
+        keep_alive = framer.keep_alive and not ctx.shutting_down and not self.closed
+        if cycle._continue_pending and request.has_body:
+            # The client waits for "100 Continue" before sending its body, and the app
+            # answered without asking for it: we cannot know what comes next.
+            keep_alive = False
+        self._finish_active(keep_alive)
+
+    # AppFailureSink (called by run_app) ------------------------------------------------
+
+    def app_failed(self, cycle: HTTPCycle) -> None:
+        if cycle.phase is Phase.DONE and cycle is not self._active:
+            return  # failed after its response was complete: nothing owed on the wire
+        cycle.phase = Phase.DONE
+        if cycle is not self._active or self.closed:
+            return
+        if not self._head_sent:
+            self._answer_plain(cycle, 500, "Internal Server Error")
+        else:
+            # Part of the response is on the wire: closing is the only honest signal.
+            self._finish_active(keep_alive=False)
+
+    def cycle_finished(self, cycle: HTTPCycle) -> None:
+        ctx = self.ctx
+        task = asyncio.current_task()
+        if task is not None:
+            ctx.tasks.discard(task)
+        if ctx.on_idle is not None:
+            ctx.on_idle()
+
+    # Internals -------------------------------------------------------------------------
+
+    def _answer_plain(self, cycle: HTTPCycle, status: int, text: str) -> None:
+        """Answer the active cycle ourselves (500, 503) and close the connection."""
+        cycle.phase = Phase.DONE
+        cycle.status = status
+        if not self.closed:
+            self.transport.write(_plain_response(status, text, self.ctx.default_headers))
+        self._head_sent = True
+        self._framer = ResponseFramer()
+        request = self._active_request
+        if self.ctx.access_log is not None and request is not None:
+            self._log_access(cycle, request, status=status)
+        self._finish_active(keep_alive=False)
+
+    def _finish_active(self, keep_alive: bool) -> None:
+        active = self._active
+        self._active = None
+        self._active_request = None
+        self._framer = None
+        if active is not None and not keep_alive:
+            active.feed_disconnect()
+        if self.closed:
+            return
+        if self._pending_refusal is not None and not self._queue:
+            self._write_refusal(self._pending_refusal)
+            return
+        if not keep_alive:
+            self._close()
+            return
+        if self._queue:
+            cycle, request = self._queue.popleft()
+            self._start(cycle, request)
+            return
+        self._set_deadline(Wait.IDLE, self.ctx.timeout_keep_alive)
+        if self._read_paused:
+            self._resume_reading()
+
+    def _log_access(self, cycle: HTTPCycle, request: Request, status: int = 0) -> None:
+        access = self.ctx.access_log
+        assert access is not None
+        scope = cycle.scope
+        access.record(
+            client=scope["client"],
+            method=request.method,
+            path=scope["path"],
+            query_string=request.query_string,
+            http_version=request.http_version,
+            status=status or cycle.status,
+            size=self._sent,
+            duration=perf_counter() - cycle.started_at,
+        )
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused and not self.closed:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._read_paused and not self.closed:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    def _close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Graceful stop: close now if idle, else after the response in flight."""
+        if self._active is None and not self._queue:
+            self._close()
+
+    @property
+    def idle(self) -> bool:
+        return self._active is None and not self._queue
+
+
+def connection_info(transport: asyncio.BaseTransport, *, root_path: str) -> ConnectionInfo:
+    peer = transport.get_extra_info("peername")
+    sock = transport.get_extra_info("sockname")
+    client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and peer else None
+    server: tuple[str, int | None] | None
+    if isinstance(sock, tuple) and sock:
+        server = (str(sock[0]), int(sock[1]))
+    elif isinstance(sock, str) and sock:
+        server = (sock, None)
+    else:
+        server = None
+    scheme = "https" if transport.get_extra_info("sslcontext") is not None else "http"
+    return ConnectionInfo(
+        client=client,
+        server=server,
+        scheme=scheme,
+        root_path=root_path,
+        raw_root_path=root_path.encode("utf-8"),
+    )
+
+
+def _peer(info: ConnectionInfo) -> str:
+    client = info.client
+    return f"{client[0]}:{client[1]}" if client else "a unix socket peer"
+
+
+def _plain_response(status: int, text: str, default_headers: bytes) -> bytes:
+    body = (text + "\n").encode("utf-8", "replace")
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+    return b"".join(
+        (
+            b"HTTP/1.1 %d %s\r\n" % (status, phrase.encode("ascii")),
+            default_headers,
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body),
+            body,
+        )
+    )
+
+
+def _task_factory() -> Any:
+    import sys
+
+    if sys.version_info >= (3, 12):
+
+        def new_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
+            # Eager start runs the app up to its first real suspension right here, as
+            # a proper Task (current_task(), timeouts and cancel scopes all work).
+            return asyncio.Task(coro, loop=loop, eager_start=True)
+
+    else:
+
+        def new_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
+            return loop.create_task(coro)
+
+    return new_task
+
+
+_new_task = _task_factory()

@@ -1,0 +1,50 @@
+"""What every connection of one server shares, in one object (design habit 9).
+
+Rules: built once by the server from Config; connections read it and touch only the
+counters and the two sets. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pier.proto.limits import Limits
+from pier.types import ASGIApp
+
+if TYPE_CHECKING:
+    from pier.asgi.proxy import TrustedHosts
+    from pier.logging import AccessLog
+
+
+@dataclass(slots=True, eq=False)
+class ServerContext:
+    app: ASGIApp
+    loop: asyncio.AbstractEventLoop
+    limits: Limits
+    root_path: str = ""
+    timeout_keep_alive: float = 5.0
+    timeout_request_header: float = 20.0
+    limit_concurrency: int | None = None
+    proxy: TrustedHosts | None = None
+    access_log: AccessLog | None = None
+    # "server: pier\r\ndate: ...\r\n" plus --header lines; refreshed once a second.
+    default_headers: bytes = b""
+    lifespan_state: dict[str, Any] = field(default_factory=dict)
+    # Connection-wide scope extensions (the "tls" extension when TLS is on).
+    ws_handler: Callable[..., Any] | None = None
+    connections: set[Any] = field(default_factory=set)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    total_requests: int = 0
+    total_connections: int = 0
+    shutting_down: bool = False
+    # Called when a connection closes or a task ends, so shutdown can wait on an event.
+    on_idle: Callable[[], None] | None = None
+
+    def over_capacity(self) -> bool:
+        limit = self.limit_concurrency
+        return limit is not None and (
+            len(self.connections) > limit or len(self.tasks) >= limit
+        )

@@ -1,0 +1,338 @@
+"""The server: start-up, serving, graceful shutdown. The asyncio side of one process.
+
+Rules:
+1. `serve()` runs the phases in order: load the app, lifespan startup, bind, serve
+   until told to stop, drain, lifespan shutdown. A failure before serving raises a
+   PierError (the CLI turns it into one line and exit code 1).
+2. Signals only set a flag and wake the main coroutine (design habit 6): SIGINT or
+   SIGTERM once starts a graceful shutdown, twice skips the wait for in-flight work.
+3. Graceful shutdown: stop accepting, close idle keep-alive connections, let requests
+   in flight (and the tasks they spawned) finish within --timeout-graceful-shutdown,
+   then cancel what is left, then run lifespan shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import Any
+
+from pier.asgi.lifespan import Lifespan
+from pier.errors import PierError
+from pier.io.connection import H1Connection
+from pier.io.context import ServerContext
+from pier.io.sockets import bind_sockets, describe
+from pier.proto.limits import Limits
+
+logger = logging.getLogger("pier.error")
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Server:
+    """One pier server in one process: `await Server(config).serve()`."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.started = False
+        self.force_exit = False
+        self._should_exit = False
+        self._exit_event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started_flag = threading.Event()
+        self.servers: list[asyncio.Server] = []
+        self.bound_addresses: list[Any] = []
+        self.ctx: ServerContext | None = None
+        self._lifespan: Lifespan | None = None
+        self._date_timer: asyncio.TimerHandle | None = None
+
+    # Control (thread-safe) ----------------------------------------------------------
+
+    @property
+    def should_exit(self) -> bool:
+        return self._should_exit
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._should_exit = value
+        if value:
+            self.wake()
+
+    def wake(self) -> None:
+        """Make the serving loop look at should_exit now (callable from any thread)."""
+        loop, event = self._loop, self._exit_event
+        if loop is None or event is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            event.set()
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
+
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """Block until the server listens (or failed to start); for tests and embedding."""
+        return self._started_flag.wait(timeout)
+
+    def handle_exit(self, signum: int, frame: Any = None) -> None:
+        if self._should_exit and signum == signal.SIGINT:
+            self.force_exit = True
+        if self._should_exit:
+            self.force_exit = True
+        self.should_exit = True
+
+    def statistics(self) -> dict[str, int]:
+        ctx = self.ctx
+        if ctx is None:
+            return {"connections": 0, "requests": 0, "tasks": 0, "total_connections": 0}
+        return {
+            "connections": len(ctx.connections),
+            "requests": ctx.total_requests,
+            "tasks": len(ctx.tasks),
+            "total_connections": ctx.total_connections,
+        }
+
+    # Running ------------------------------------------------------------------------
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """Run serve() on a new event loop of the configured kind."""
+        with asyncio.Runner(loop_factory=loop_factory(self.config.loop)) as runner:
+            runner.run(self.serve(sockets))
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await self._serve(sockets)
+        finally:
+            self._started_flag.set()
+
+    async def _serve(self, sockets: list[socket.socket] | None) -> None:
+        from pier.app.loader import load_app
+
+        config = self.config
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._exit_event = asyncio.Event()
+        if self._should_exit:
+            self._exit_event.set()
+        app = load_app(
+            config.app,
+            factory=config.factory,
+            interface=config.interface,
+            app_dir=config.app_dir,
+        )
+        ctx = self.ctx = self._context(app, loop)
+        self._lifespan = Lifespan(app, mode=config.lifespan, state=ctx.lifespan_state)
+        await self._lifespan.startup()
+        try:
+            if sockets is None:
+                sockets = bind_sockets(config)
+            await self._listen(ctx, sockets)
+        except BaseException:
+            with contextlib.suppress(PierError):
+                await self._lifespan.shutdown()
+            raise
+        self.started = True
+        self._started_flag.set()
+        restore = self._install_signal_handlers(loop)
+        try:
+            await self._exit_event.wait()
+        finally:
+            restore()
+            await self._shutdown(ctx)
+
+    def _context(self, app: Any, loop: asyncio.AbstractEventLoop) -> ServerContext:
+        config = self.config
+        proxy = None
+        if config.proxy_headers:
+            from pier.asgi.proxy import TrustedHosts
+
+            proxy = TrustedHosts(config.forwarded_allow_ips)
+        access = None
+        if config.access_log:
+            from pier.logging import AccessLog
+
+            candidate = AccessLog()
+            access = candidate if candidate.enabled else None
+        ctx = ServerContext(
+            app=app,
+            loop=loop,
+            limits=Limits(
+                head_size=config.limit_request_head_size,
+                fields=config.limit_request_fields,
+                field_size=config.limit_request_field_size,
+                request_line=config.limit_request_line,
+                body=config.limit_request_body,
+            ),
+            root_path=config.root_path,
+            timeout_keep_alive=config.timeout_keep_alive,
+            timeout_request_header=config.timeout_request_header,
+            limit_concurrency=config.limit_concurrency,
+            proxy=proxy,
+            access_log=access,
+        )
+        self._static_headers = _static_headers(config)
+        self._refresh_date(ctx)
+        return ctx
+
+    def _refresh_date(self, ctx: ServerContext) -> None:
+        date = b""
+        if self.config.date_header:
+            date = b"date: " + formatdate(usegmt=True).encode("ascii") + b"\r\n"
+        ctx.default_headers = date + self._static_headers
+        # Refresh on the next whole second, so the header is right to the second.
+        loop = ctx.loop
+        now = loop.time()
+        self._date_timer = loop.call_at(int(now) + 1.0, self._refresh_date, ctx)
+
+    async def _listen(self, ctx: ServerContext, sockets: list[socket.socket]) -> None:
+        loop = ctx.loop
+
+        def factory() -> H1Connection:
+            return H1Connection(ctx)
+
+        scheme = "http"
+        for sock in sockets:
+            server = await loop.create_server(factory, sock=sock, backlog=self.config.backlog)
+            self.servers.append(server)
+            name = sock.getsockname()
+            self.bound_addresses.append(name)
+            logger.info("Listening on %s (Press CTRL+C to quit)", describe(sock, scheme=scheme))
+
+    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        installed = []
+        for signum in HANDLED_SIGNALS:
+            try:
+                loop.add_signal_handler(signum, self.handle_exit, signum, None)
+            except (NotImplementedError, RuntimeError):
+                continue
+            installed.append(signum)
+
+        def restore() -> None:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+
+        return restore
+
+    async def _shutdown(self, ctx: ServerContext) -> None:
+        logger.info("Shutting down")
+        if self._date_timer is not None:
+            self._date_timer.cancel()
+        for server in self.servers:
+            server.close()
+        ctx.shutting_down = True
+        drained = asyncio.Event()
+
+        def check_idle() -> None:
+            if not ctx.connections and not ctx.tasks:
+                drained.set()
+
+        ctx.on_idle = check_idle
+        for connection in list(ctx.connections):
+            connection.shutdown()
+        check_idle()
+        if not drained.is_set() and not self.force_exit:
+            timeout = self.config.timeout_graceful_shutdown
+            logger.info(
+                "Waiting for %d connection(s) and %d task(s) to finish"
+                " (up to %ss, --timeout-graceful-shutdown; CTRL+C again to stop now)",
+                len(ctx.connections),
+                len(ctx.tasks),
+                timeout,
+            )
+            waiter = asyncio.ensure_future(drained.wait())
+            forced = asyncio.ensure_future(self._wait_forced())
+            await asyncio.wait(
+                [waiter, forced], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
+            forced.cancel()
+        if not drained.is_set():
+            logger.warning(
+                "Graceful shutdown timed out: cancelling %d task(s), closing %d connection(s)",
+                len(ctx.tasks),
+                len(ctx.connections),
+            )
+            for task in list(ctx.tasks):
+                task.cancel()
+            for connection in list(ctx.connections):
+                connection.transport.abort()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(drained.wait(), 2.0)
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+        if self._lifespan is not None:
+            await self._lifespan.shutdown()
+        logger.info("Finished server process")
+
+    async def _wait_forced(self) -> None:
+        assert self._exit_event is not None
+        while not self.force_exit:
+            self._exit_event.clear()
+            await self._exit_event.wait()
+
+
+def _static_headers(config: Any) -> bytes:
+    lines = []
+    if config.server_header:
+        lines.append(b"server: pier\r\n")
+    for name, value in config.headers:
+        lines.append(name.encode("latin-1") + b": " + value.encode("latin-1") + b"\r\n")
+    return b"".join(lines)
+
+
+def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop constructor for --loop auto|asyncio|uvloop."""
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise PierError(
+                    "--loop uvloop, but uvloop is not installed: pip install uvloop"
+                    " (or use --loop asyncio)"
+                ) from None
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def run_config(config: Any) -> int:
+    """Serve until stopped; the process exit code (1 when start-up failed)."""
+    server = Server(config)
+    try:
+        server.run()
+    except PierError as exc:
+        logger.error("%s", exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def run(app: Any, **options: Any) -> None:
+    """Serve `app` (an ASGI callable or "module:attr") until SIGINT/SIGTERM.
+
+    Options are pier.Config's (the CLI's flags with underscores). Exits the process
+    with status 1 if start-up fails.
+    """
+    from pier.config import Config
+    from pier.logging import configure
+
+    config = Config(app, **options)
+    configure(config)
+    code = run_config(config)
+    if code:
+        sys.exit(code)

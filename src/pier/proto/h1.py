@@ -1,0 +1,463 @@
+"""HTTP/1.1 on httptools (llhttp), sans I/O: bytes in, events out; responses in, bytes out.
+
+Rules:
+1. No asyncio, no sockets, no clocks here. `H1Parser.receive_data(bytes)` returns the
+   events the bytes completed; `ResponseFramer` turns a response into bytes.
+2. llhttp does the framing and is strict by default (RFC 9112): Content-Length with
+   Transfer-Encoding, duplicate Content-Length, bad chunk sizes, bare LF, NUL and obs-fold
+   in headers are all parse errors. This module adds what llhttp lacks (size and count
+   limits, RFC 9112 section 2.3) and turns every parser error into one `BadRequest`
+   event carrying the status to answer. After a `BadRequest` the parser is dead: a
+   connection that sent garbage is never read again, so no smuggled request is served.
+3. The response side refuses header names and values that could split a response
+   (CR, LF, NUL) and decides the framing: Content-Length when the length is known,
+   chunked for HTTP/1.1 streams, close-delimited for HTTP/1.0 streams, and no body for
+   HEAD, 1xx, 204 and 304 (RFC 9112 section 6.3).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from http import HTTPStatus
+from typing import Any
+
+import httptools
+
+from pier.proto.events import (
+    END_OF_MESSAGE,
+    BadRequest,
+    Body,
+    Event,
+    Request,
+    Upgrade,
+)
+from pier.proto.limits import Limits
+
+__all__ = ["AppResponseError", "H1Parser", "ResponseFramer", "status_line"]
+
+
+class _Refuse(Exception):
+    """Raised inside a parser callback to stop parsing; the reason is on the parser."""
+
+
+# While the head is incomplete llhttp buffers a partial header line itself, so the
+# per-field accounting in the callbacks cannot see one endless line. This backstop
+# counts raw bytes fed while no head is complete; one read's worth of slack keeps
+# the tail of a previous pipelined body from causing a false 431.
+_READ_SLACK = 65536
+
+
+class H1Parser:
+    """The request side of one HTTP/1.1 connection."""
+
+    __slots__ = (
+        "_body_size",
+        "_content_length",
+        "_dead",
+        "_events",
+        "_expect_continue",
+        "_head_fed",
+        "_head_size",
+        "_headers",
+        "_parser",
+        "_reading_head",
+        "_refusal",
+        "_te_chunked",
+        "_trailers_ok",
+        "_upgrade",
+        "_url",
+        "limits",
+    )
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._parser = httptools.HttpRequestParser(self)
+        self._events: list[Event] = []
+        self._dead = False
+        self._reading_head = False
+        self._head_fed = 0
+        self._refusal: BadRequest | None = None
+        self._reset_message()
+
+    def _reset_message(self) -> None:
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0
+        self._body_size = 0
+        self._content_length: int | None = None
+        self._te_chunked = False
+        self._expect_continue = False
+        self._upgrade: bytes | None = None
+        self._trailers_ok = False
+
+    @property
+    def dead(self) -> bool:
+        return self._dead
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes from the client; return the events they completed."""
+        if self._dead:
+            return []
+        events: list[Event] = []
+        self._events = events
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            # The head asked to switch protocols. Whoever handles the Upgrade event
+            # either takes the connection over, or feeds `data` back in as HTTP/1.1,
+            # which a fresh parser reads as the next request.
+            offset = exc.args[0]
+            self._parser = httptools.HttpRequestParser(self)
+            events.append(Upgrade(data[offset:]))
+            return events
+        except httptools.HttpParserCallbackError:
+            self._die(self._refusal or BadRequest(400, "the request could not be parsed"))
+        except httptools.HttpParserInvalidMethodError as exc:
+            self._die(BadRequest(400, f"invalid HTTP method ({exc})"))
+        except httptools.HttpParserError as exc:
+            self._die(BadRequest(400, f"malformed request: {exc}"))
+        else:
+            if self._reading_head:
+                self._head_fed += len(data)
+                if self._head_fed > self.limits.head_size + _READ_SLACK:
+                    self._die(self._too_large_head())
+        return events
+
+    def _die(self, refusal: BadRequest) -> None:
+        self._dead = True
+        self._events.append(refusal)
+
+    def _refuse(self, status: int, reason: str) -> None:
+        self._refusal = BadRequest(status, reason)
+        raise _Refuse
+
+    def _too_large_head(self) -> BadRequest:
+        return BadRequest(
+            431,
+            f"request head larger than {self.limits.head_size} bytes"
+            " (raise --limit-request-head-size to allow it)",
+        )
+
+    # httptools callbacks -------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._reset_message()
+        self._reading_head = True
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.limits.request_line:
+            self._refuse(
+                414,
+                f"request target longer than {self.limits.request_line} bytes"
+                " (raise --limit-request-line to allow it)",
+            )
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        limits = self.limits
+        size = len(name) + len(value)
+        if size > limits.field_size:
+            self._refuse(
+                431,
+                f"header field {name[:64]!r} is {size} bytes, over the"
+                f" {limits.field_size} byte limit (--limit-request-field-size)",
+            )
+        self._head_size += size + 4
+        if self._head_size + len(self._url) > limits.head_size:
+            raise self._refuse_head()
+        name = name.lower()
+        self._headers.append((name, value))
+        if len(self._headers) > limits.fields:
+            self._refuse(
+                431,
+                f"more than {limits.fields} header fields (--limit-request-fields)",
+            )
+        if name in _FRAMING_HEADERS:
+            self._note_framing_header(name, value)
+
+    def _refuse_head(self) -> _Refuse:
+        self._refusal = self._too_large_head()
+        return _Refuse()
+
+    def _note_framing_header(self, name: bytes, value: bytes) -> None:
+        if name == b"content-length":
+            # llhttp already refused duplicates and non-digits.
+            self._content_length = int(value)
+        elif name == b"transfer-encoding":
+            self._te_chunked = True
+        elif name == b"expect":
+            if value.lower() == b"100-continue":
+                self._expect_continue = True
+        elif name == b"upgrade":
+            self._upgrade = value.strip().lower()
+        elif name == b"te" and b"trailers" in value.lower():
+            self._trailers_ok = True
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._head_fed = 0
+        parser = self._parser
+        limit = self.limits.body
+        length = self._content_length
+        if limit is not None and length is not None and length > limit:
+            self._refuse(413, self._body_too_large(limit))
+        url = self._url
+        if url[:1] == b"/":
+            raw_path, _, query = url.partition(b"?")
+            if b"#" in raw_path:
+                raw_path = raw_path.partition(b"#")[0]
+            elif b"#" in query:
+                query = query.partition(b"#")[0]
+        else:
+            raw_path, query = _split_other_target(url)
+        self._events.append(
+            Request(
+                method=parser.get_method().decode("ascii"),
+                raw_path=raw_path,
+                query_string=query,
+                headers=self._headers,
+                http_version=parser.get_http_version(),
+                keep_alive=parser.should_keep_alive(),
+                expect_continue=self._expect_continue,
+                upgrade=self._upgrade,
+                content_length=length,
+                has_body=bool(length) or self._te_chunked,
+                accepts_trailers=self._trailers_ok,
+            )
+        )
+
+    def _body_too_large(self, limit: int) -> str:
+        return f"request body larger than {limit} bytes (raise --limit-request-body to allow it)"
+
+    def on_body(self, body: bytes) -> None:
+        limit = self.limits.body
+        if limit is not None:
+            self._body_size += len(body)
+            if self._body_size > limit:
+                self._refuse(413, self._body_too_large(limit))
+        self._events.append(Body(body))
+
+    def on_message_complete(self) -> None:
+        self._events.append(END_OF_MESSAGE)
+
+
+_FRAMING_HEADERS = frozenset(
+    {b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"te"}
+)
+
+
+def _split_other_target(url: bytes) -> tuple[bytes, bytes]:
+    """Absolute-form ("http://host/p?q"), authority-form (CONNECT) and "*" targets."""
+    if url == b"*":
+        return b"*", b""
+    try:
+        parsed = httptools.parse_url(url)
+    except httptools.HttpParserInvalidURLError:
+        return url, b""
+    return (parsed.path or b"/"), (parsed.query or b"")
+
+
+# Response side ------------------------------------------------------------------------
+
+
+class AppResponseError(Exception):
+    """The app's response cannot be framed as HTTP/1.1; the message says why and how to fix."""
+
+
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        if not 100 <= status <= 999:
+            raise AppResponseError(f"status {status!r} is not a 3-digit HTTP status code")
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        line = b"HTTP/1.1 %d %s\r\n" % (status, phrase.encode("ascii"))
+        if len(_STATUS_LINES) < 1024:
+            _STATUS_LINES[status] = line
+    return line
+
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# Header names an app sent before, mapped to their lower-cased form. Names repeat from
+# response to response, so validating each once and looking it up after is cheaper
+# than a regex per header per response.
+_NAMES: dict[bytes, bytes] = {}
+_NAME_CACHE_SIZE = 4096
+_FORBIDDEN_IN_VALUE = re.compile(rb"[\x00\r\n]")
+
+
+def _lower_name(name: Any) -> bytes:
+    lowered = _NAMES.get(name)
+    if lowered is not None:
+        return lowered
+    if not isinstance(name, bytes):
+        raise AppResponseError(
+            f"response header name {name!r} is {type(name).__name__}; ASGI requires bytes"
+        )
+    if not _TOKEN.match(name):
+        raise AppResponseError(f"response header name {name!r} is not a valid HTTP token")
+    lowered = name.lower()
+    if len(_NAMES) < _NAME_CACHE_SIZE:
+        _NAMES[name] = lowered
+    return lowered
+
+
+def _check_value(name: bytes, value: Any) -> None:
+    if not isinstance(value, bytes):
+        raise AppResponseError(
+            f"response header {name!r} has a {type(value).__name__} value {value!r};"
+            " ASGI requires bytes"
+        )
+    if _FORBIDDEN_IN_VALUE.search(value):
+        raise AppResponseError(
+            f"response header {name!r} value {value!r} contains CR, LF or NUL,"
+            " which would split the response"
+        )
+
+
+_NO_BODY_STATUS = frozenset({204, 304})
+
+
+class ResponseFramer:
+    """Frames one response: the head once, then body pieces, then the end."""
+
+    __slots__ = ("chunked", "keep_alive", "no_body", "remaining", "sent", "trailers")
+
+    def __init__(self) -> None:
+        self.chunked = False
+        self.keep_alive = True
+        self.no_body = False
+        # Bytes the app may still send under its own Content-Length, or None.
+        self.remaining: int | None = None
+        self.sent = 0
+        self.trailers = False
+
+    def head(
+        self,
+        status: int,
+        headers: Iterable[Any],
+        *,
+        method: str,
+        http_version: str,
+        keep_alive: bool,
+        default_headers: bytes,
+        body_length: int | None,
+        trailers: bool = False,
+    ) -> bytes:
+        """Encode the status line and headers.
+
+        `body_length` is the whole body's length when the app already sent all of it
+        with its first body message, else None (a stream).
+        """
+        if not isinstance(status, int) or isinstance(status, bool):
+            raise AppResponseError(
+                f"http.response.start 'status' must be an int, got {status!r}"
+            )
+        parts = [status_line(status), default_headers]
+        content_length: int | None = None
+        te_chunked = False
+        try:
+            for name, value in headers:
+                lowered = _lower_name(name)
+                _check_value(name, value)
+                if lowered == b"content-length":
+                    content_length = _parse_length(value)
+                elif lowered == b"transfer-encoding":
+                    # The app asked for chunked; we do the chunking ourselves.
+                    te_chunked = b"chunked" in value.lower()
+                    continue
+                elif lowered == b"connection" and b"close" in value.lower():
+                    keep_alive = False
+                    continue
+                parts += (name, b": ", value, b"\r\n")
+        except (TypeError, ValueError) as exc:
+            raise AppResponseError(
+                "http.response.start 'headers' must be an iterable of [name, value]"
+                f" byte pairs ({exc})"
+            ) from None
+        no_body = method == "HEAD" or status in _NO_BODY_STATUS or status < 200
+        if status < 200:
+            raise AppResponseError(
+                f"status {status} is an interim response; ASGI apps cannot send 1xx"
+                " with http.response.start"
+            )
+        if content_length is not None:
+            self.remaining = None if no_body else content_length
+        elif not no_body:
+            if body_length is not None and not te_chunked:
+                parts.append(b"content-length: %d\r\n" % body_length)
+                self.remaining = body_length
+            elif http_version == "1.1":
+                parts.append(b"transfer-encoding: chunked\r\n")
+                self.chunked = True
+                self.trailers = trailers
+            else:
+                keep_alive = False
+        elif method == "HEAD" and body_length:
+            parts.append(b"content-length: %d\r\n" % body_length)
+        if not keep_alive:
+            parts.append(b"connection: close\r\n")
+        elif http_version == "1.0":
+            parts.append(b"connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        self.keep_alive = keep_alive
+        self.no_body = no_body
+        return b"".join(parts)
+
+    def body(self, data: bytes, more: bool) -> bytes:
+        """Encode a body piece; `more=False` marks the last one."""
+        if self.no_body:
+            return b""
+        size = len(data)
+        remaining = self.remaining
+        if remaining is not None:
+            if size > remaining:
+                raise AppResponseError(
+                    f"the app sent {self.sent + size} body bytes but declared"
+                    f" Content-Length: {self.sent + remaining}"
+                )
+            self.remaining = remaining - size
+            self.sent += size
+            if not more and remaining != size:
+                raise AppResponseError(
+                    f"the response ended after {self.sent} body bytes but declared"
+                    f" Content-Length: {self.sent + remaining - size}"
+                )
+            return data
+        self.sent += size
+        if self.chunked:
+            if more:
+                return b"%x\r\n%b\r\n" % (size, data) if size else b""
+            if self.trailers:
+                # The terminating zero chunk comes with the trailers.
+                return b"%x\r\n%b\r\n" % (size, data) if size else b""
+            if size:
+                return b"%x\r\n%b\r\n0\r\n\r\n" % (size, data)
+            return b"0\r\n\r\n"
+        return data
+
+    def trailer_block(self, headers: Iterable[Any]) -> bytes:
+        parts = [b"0\r\n"]
+        try:
+            for name, value in headers:
+                _lower_name(name)
+                _check_value(name, value)
+                parts += (name, b": ", value, b"\r\n")
+        except (TypeError, ValueError) as exc:
+            raise AppResponseError(
+                f"http.response.trailers 'headers' must be [name, value] byte pairs ({exc})"
+            ) from None
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+
+def _parse_length(value: bytes) -> int:
+    if not value.isdigit():
+        raise AppResponseError(f"response Content-Length {value!r} is not a non-negative integer")
+    return int(value)
