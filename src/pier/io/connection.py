@@ -66,6 +66,7 @@ class H1Connection(asyncio.Protocol):
         "_sent",
         "_timer",
         "_trailers",
+        "_upgrade_request",
         "_wait",
         "closed",
         "ctx",
@@ -95,6 +96,7 @@ class H1Connection(asyncio.Protocol):
         self._sent = 0
         self._trailers: list[Any] = []
         self._pending_refusal: BadRequest | None = None
+        self._upgrade_request: Request | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
         self._wait = Wait.NOTHING
@@ -181,6 +183,10 @@ class H1Connection(asyncio.Protocol):
 
     def _on_request(self, request: Request) -> None:
         ctx = self.ctx
+        if request.upgrade == b"websocket" and ctx.ws_handler is not None:
+            # Handed over when the Upgrade event brings the bytes after the head.
+            self._upgrade_request = request
+            return
         scope = http_scope(request, self.info, ctx.lifespan_state)
         if ctx.proxy is not None:
             from pier.asgi.proxy import apply_proxy_headers
@@ -219,11 +225,32 @@ class H1Connection(asyncio.Protocol):
             ctx.tasks.add(task)
 
     def _on_upgrade(self, event: Upgrade) -> None:
-        # No protocol switch is supported on this path (WebSocket is handled by its own
-        # glue when enabled): the request was answered as plain HTTP, and what followed
-        # its head is the next HTTP/1.1 request.
+        request = self._upgrade_request
+        if request is not None:
+            self._upgrade_request = None
+            if self._active is None and not self._queue:
+                self._hand_over(request, event.data)
+                return
+            # Pipelined behind unanswered requests: refuse rather than reorder.
+            self._on_refusal(BadRequest(400, "WebSocket upgrade pipelined behind other requests"))
+            return
+        # Any other upgrade (h2c, ...) was answered as plain HTTP; what followed its
+        # head is the next HTTP/1.1 request.
         if event.data:
             self._handle(self.parser.receive_data(event.data))
+
+    def _hand_over(self, request: Request, data: bytes) -> None:
+        """Give the transport to the WebSocket glue (ctx.ws_handler), which becomes its protocol."""
+        handler = self.ctx.ws_handler
+        assert handler is not None
+        self._wait = Wait.NOTHING
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        # The HTTP/1.1 side forgets the connection; the WebSocket side counts it now.
+        self.ctx.connections.discard(self)
+        self.closed = True
+        handler(transport=self.transport, request=request, info=self.info, data=data)
 
     def _on_refusal(self, refusal: BadRequest) -> None:
         logger.info(

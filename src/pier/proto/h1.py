@@ -220,7 +220,8 @@ class H1Parser:
                 http_version=parser.get_http_version(),
                 keep_alive=parser.should_keep_alive(),
                 expect_continue=self._expect_continue,
-                upgrade=self._upgrade,
+                # Only an upgrade llhttp will act on (Connection: upgrade present).
+                upgrade=self._upgrade if parser.should_upgrade() else None,
                 content_length=length,
                 has_body=bool(length) or self._te_chunked,
                 accepts_trailers=self._trailers_ok,
