@@ -432,7 +432,7 @@ def test_factory_returning_non_callable(make_module: ModuleMaker, tmp_path: Path
     module = make_module("def create():\n    app = object()\n")
     with pytest.raises(AppFactoryFailed) as info:
         load_app(f"{module}:create", factory=True, app_dir=str(tmp_path))
-    assert "returned a NoneType, not an ASGI app" in str(info.value)
+    assert "returned None, not an ASGI app" in str(info.value)
     assert "return the application object from the factory" in str(info.value)
 
 
@@ -440,7 +440,7 @@ def test_auto_detected_factory_failing_is_a_factory_failure(
     make_module: ModuleMaker, tmp_path: Path, error_log: _ListHandler
 ) -> None:
     module = make_module("def create():\n    return 42\n")
-    with pytest.raises(AppFactoryFailed, match="returned a int"):
+    with pytest.raises(AppFactoryFailed, match="returned an int"):
         load_app(f"{module}:create", app_dir=str(tmp_path))
     assert len(error_log.messages(logging.WARNING)) == 1
 
@@ -520,3 +520,26 @@ def test_shape_that_fits_nothing_fails_at_load(make_module: ModuleMaker, tmp_pat
     with pytest.raises(AppLoadError) as info:
         load_app(f"{module}:app", app_dir=str(tmp_path))
     assert f'app "{module}:app" is a coroutine function taking (scope, send)' in str(info.value)
+
+
+def test_class_passed_instead_of_instance_warns_to_instantiate(error_log: _ListHandler) -> None:
+    app = load_app(shapes.FactoryClass)
+    assert isinstance(app, shapes.FactoryClass)
+    assert shapes.CALLS == ["FactoryClass"]
+    (warning,) = error_log.messages(logging.WARNING)
+    assert "is a class whose constructor takes no arguments" in warning
+    assert "point at an instance instead (app = FactoryClass())" in warning
+
+
+def test_app_left_as_none_is_not_callable(make_module: ModuleMaker, tmp_path: Path) -> None:
+    module = make_module("app = None\n")
+    with pytest.raises(AppNotCallable, match=f'app "{module}:app" is None, not a callable'):
+        load_app(f"{module}:app", app_dir=str(tmp_path))
+
+
+def test_hand_raised_module_not_found_is_an_import_failure(
+    make_module: ModuleMaker, tmp_path: Path
+) -> None:
+    module = make_module("raise ModuleNotFoundError('plugin registry missing')\n")
+    with pytest.raises(AppImportFailed, match="ModuleNotFoundError: plugin registry missing"):
+        load_app(f"{module}:app", app_dir=str(tmp_path))

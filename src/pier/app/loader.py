@@ -116,6 +116,14 @@ def _is_missing_itself(module_name: str, missing: str | None) -> bool:
     return missing is not None and (module_name == missing or module_name.startswith(missing + "."))
 
 
+def _a(value: object) -> str:
+    """'a dict', 'an int', 'None', 'a module': what a value is, for messages."""
+    if value is None:
+        return "None"
+    kind = "module" if isinstance(value, types.ModuleType) else type(value).__name__
+    return f"an {kind}" if kind[:1] in "aeiouAEIOU" else f"a {kind}"
+
+
 def _first_path() -> str:
     return os.path.abspath(sys.path[0]) if sys.path else os.getcwd()
 
@@ -124,6 +132,8 @@ def _import(module_name: str) -> types.ModuleType:
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        if exc.name is None:  # raised by hand, not by the import system
+            raise _import_failed(module_name, exc) from exc
         if _is_missing_itself(module_name, exc.name):
             what = (
                 f'module "{module_name}"'
@@ -148,11 +158,15 @@ def _import(module_name: str) -> types.ModuleType:
     except (Exception, SystemExit) as exc:
         # SystemExit: a script that parses argv or calls sys.exit() at import
         # time; that is an import failure, not a reason for pier to exit silently.
-        raise AppImportFailed(
-            f'module "{module_name}" raised {_exc_text(exc)} at {_where(exc)} while being '
-            f'imported; fix that error (python -c "import {module_name}" shows the '
-            "full traceback)"
-        ) from exc
+        raise _import_failed(module_name, exc) from exc
+
+
+def _import_failed(module_name: str, exc: BaseException) -> AppImportFailed:
+    return AppImportFailed(
+        f'module "{module_name}" raised {_exc_text(exc)} at {_where(exc)} while being '
+        f'imported; fix that error (python -c "import {module_name}" shows the '
+        "full traceback)"
+    )
 
 
 def _suggestions(obj: object, wanted: str) -> str:
@@ -258,12 +272,12 @@ def _call_factory(factory: object, name: str) -> object:
         if callable(close):
             close()  # silence "coroutine was never awaited"
         raise AppFactoryFailed(
-            f'factory "{name}" returned a {type(app).__name__} (is it `async def`?); '
+            f'factory "{name}" returned {_a(app)} (is it `async def`?); '
             "pier calls factories synchronously, make it a plain def that returns the app"
         )
     if not callable(app):
         raise AppFactoryFailed(
-            f'factory "{name}" returned a {type(app).__name__}, not an ASGI app; '
+            f'factory "{name}" returned {_a(app)}, not an ASGI app; '
             "return the application object from the factory"
         )
     return app
@@ -301,9 +315,8 @@ def load_app(
         name = _name_of(app)
         obj = app
     if not callable(obj):
-        kind = "module" if isinstance(obj, types.ModuleType) else type(obj).__name__
         raise AppNotCallable(
-            f'app "{name}" is a {kind}, not a callable; point pier at the ASGI '
+            f'app "{name}" is {_a(obj)}, not a callable; point pier at the ASGI '
             'application object itself (e.g. "main:app")'
         )
     if factory:
@@ -316,11 +329,20 @@ def load_app(
                 f'factory "{name[:-2]}" returned a callable that takes no arguments, '
                 "not an ASGI app; return the application itself, not another factory"
             )
-        logger.warning(
-            'app "%s" takes no arguments, so pier treats it as an app factory and calls it '
-            "once; pass --factory (or factory=True) to say so and silence this warning",
-            name,
-        )
+        if inspect.isclass(obj):
+            logger.warning(
+                'app "%s" is a class whose constructor takes no arguments, so pier creates '
+                "one instance and serves that; point at an instance instead (app = %s()), "
+                "or pass --factory (or factory=True) to say so and silence this warning",
+                name,
+                obj.__name__,
+            )
+        else:
+            logger.warning(
+                'app "%s" takes no arguments, so pier treats it as an app factory and calls '
+                "it once; pass --factory (or factory=True) to say so and silence this warning",
+                name,
+            )
         obj = _call_factory(obj, name)
         name = f"{name}()"
         kind = resolve_interface(obj, interface, name=name)
