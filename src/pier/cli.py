@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         pier_logging.configure(config)
         # Imported late so that --help, --version and usage errors never pay for
         # (or trip over) the event loop and server machinery.
-        from pier.io.server import run_config  # noqa: PLC0415
+        from pier.io.server import run_config
 
         code = run_config(config)
     except PierError as exc:

@@ -628,8 +628,6 @@ class Config:
                 value = list(default) if isinstance(default, list) else default
             setattr(self, option.name, value)
         self.given = frozenset(values)
-        if self.app is None:
-            raise ConfigError('no app given; pass "module:attr" (e.g. "main:app") or a callable')
         if self.uds is not None and self.fd is not None:
             raise ConfigError("--uds and --fd both given; choose one place to listen")
         if isinstance(self.log_config, str) and not os.path.isfile(self.log_config):
