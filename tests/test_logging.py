@@ -12,8 +12,10 @@ Pins:
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -240,3 +242,47 @@ def test_colours_only_when_asked(capsys: pytest.CaptureFixture[str]) -> None:
     configure(Config("main:app"))  # captured output is not a terminal
     logging.getLogger("pier.error").info("hello")
     assert capsys.readouterr().err == "INFO:     hello\n"
+
+
+def test_no_color_environment_variable(capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # https://no-color.org: honoured when --use-colors is not given, overridden when it is.
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    configure(Config("main:app"))
+    logging.getLogger("pier.error").info("plain")
+    assert capsys.readouterr().err == "INFO:     plain\n"
+    configure(Config("main:app", use_colors=True))
+    logging.getLogger("pier.error").info("coloured")
+    assert "\x1b[32m" in capsys.readouterr().err
+
+
+def test_terminal_gets_colour_by_default(capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    configure(Config("main:app"))
+    logging.getLogger("pier.error").warning("careful")
+    assert capsys.readouterr().err == "\x1b[33mWARNING: \x1b[0m careful\n"
+
+
+def test_root_only_log_config_after_default_setup(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A file that configures only the root logger must still receive pier's messages,
+    # even if an earlier configure() had detached pier's loggers from the root.
+    configure(Config("main:app", log_level="error", access_log=False))
+    path = tmp_path / "root.json"
+    path.write_text(
+        '{"version": 1, "formatters": {"f": {"format": "root|%(name)s|%(message)s"}},'
+        ' "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f",'
+        ' "stream": "ext://sys.stderr"}},'
+        ' "root": {"handlers": ["h"], "level": "INFO"}}'
+    )
+    configure(Config("main:app", log_config=str(path)))
+    logging.getLogger("pier.error").info("started")
+    _record(AccessLog())
+    assert capsys.readouterr().err.splitlines() == [
+        "root|pier.error|started",
+        'root|pier.access|127.0.0.1:51234 - "GET /a?b=1 HTTP/1.1" 200 13B 0.42ms',
+    ]

@@ -159,6 +159,12 @@ def configure(config: Config) -> None:
                 logger.removeHandler(handler)
 
     if config.log_config is not None:
+        # Start from logging's own defaults, so that what the file leaves unsaid (a
+        # file that only configures the root logger) is not decided by an earlier call.
+        for logger in (pier_logger, error_logger, access_logger):
+            logger.setLevel(logging.NOTSET)
+            logger.propagate = True
+            logger.disabled = False
         _load_log_config(config.log_config)
         set_levels = "log_level" in config.given
     else:
