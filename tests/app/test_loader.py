@@ -543,3 +543,20 @@ def test_hand_raised_module_not_found_is_an_import_failure(
     module = make_module("raise ModuleNotFoundError('plugin registry missing')\n")
     with pytest.raises(AppImportFailed, match="ModuleNotFoundError: plugin registry missing"):
         load_app(f"{module}:app", app_dir=str(tmp_path))
+
+
+def test_attribute_that_raises_when_read(make_module: ModuleMaker, tmp_path: Path) -> None:
+    module = make_module(
+        """
+        class Lazy:
+            @property
+            def app(self):
+                raise RuntimeError("settings not configured")
+        lazy = Lazy()
+        """
+    )
+    with pytest.raises(AppLoadError) as info:
+        load_app(f"{module}:lazy.app", app_dir=str(tmp_path))
+    assert 'looking up "app" on' in str(info.value)
+    assert "RuntimeError: settings not configured" in str(info.value)
+    assert f"{module}.py:5" in str(info.value)

@@ -410,3 +410,13 @@ def test_headers_tuple_is_accepted() -> None:
     scope["headers"] = tuple(scope["headers"])
     apply_proxy_headers(scope, TrustedHosts("10.0.0.0/8"))
     assert _host(scope) == [b"example.com"]
+
+
+def test_zone_id_peer_matches_its_network() -> None:
+    assert "fe80::1%eth0" in TrustedHosts("fe80::/10")
+    assert "fe80::1%eth0" not in TrustedHosts("fd00::/8")
+
+
+def test_non_string_entry_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"entry 5 is not a string \(int\); use strings"):
+        TrustedHosts(["127.0.0.1", 5])  # type: ignore[list-item]

@@ -63,7 +63,7 @@ class TrustedHosts:
         for raw in entries:
             if not isinstance(raw, str):
                 raise ConfigError(
-                    f"--forwarded-allow-ips entry {raw!r} is a {type(raw).__name__}; "
+                    f"--forwarded-allow-ips entry {raw!r} is not a string ({type(raw).__name__}); "
                     'use strings such as "127.0.0.1", "10.0.0.0/8" or "*"'
                 )
             entry = raw.strip()
