@@ -243,6 +243,69 @@ def _parse_log_config(value: object) -> str | dict[str, Any] | None:
     return path
 
 
+# --- issue 5 (workers, sockets, reload, TLS) parsers ------------------------------------
+
+
+def _parse_workers(value: object) -> int:
+    """A worker count; 0 or "auto" is one per CPU this process may run on."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        value = 0
+    number = _int_parser(0, note=' or "auto" (0 and auto mean one per CPU)')(value)
+    if number == 0:
+        try:
+            return len(os.sched_getaffinity(0))  # honours CPU pinning and cgroups cpusets
+        except AttributeError:  # not on Linux
+            return os.cpu_count() or 1
+    return number
+
+
+def _string_list(value: object, accepted: str) -> list[str]:
+    # From the environment: comma-separated (no --bind or glob form needs a comma).
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        return [item.strip() for item in value if item.strip()]
+    raise _Invalid(accepted)
+
+
+def _parse_bind(value: object) -> list[str]:
+    from pier.io.sockets import BIND_FORMATS, parse_bind
+
+    items = _string_list(value, f"a list of addresses: {BIND_FORMATS}")
+    for item in items:
+        try:
+            parse_bind(item)
+        except ValueError as exc:
+            raise _Invalid(str(exc), item=item) from None
+    return items
+
+
+def _parse_globs(value: object) -> list[str]:
+    return _string_list(value, 'a list of glob patterns, e.g. "*.py,templates/*.html"')
+
+
+def _parse_paths(value: object) -> list[str]:
+    if isinstance(value, list | tuple):
+        value = [os.fspath(item) if isinstance(item, os.PathLike) else item for item in value]
+    return _string_list(value, "a list of directories")
+
+
+_CERT_REQS = ("none", "optional", "required")  # ssl.CERT_NONE, CERT_OPTIONAL, CERT_REQUIRED
+
+
+def _parse_cert_reqs(value: object) -> str:
+    # uvicorn takes the ssl module's numbers (0, 1, 2); the names say what they do.
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 3:
+        return _CERT_REQS[value]
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _CERT_REQS:
+            return word
+        if word in ("0", "1", "2"):
+            return _CERT_REQS[int(word)]
+    raise _Invalid("one of none, optional, required (or 0, 1, 2 as in the ssl module)")
+
+
 OptionKind = Literal["positional", "value", "flag", "append"]
 
 
@@ -269,6 +332,8 @@ class Option:
     """Other environment variables read when PIER_<NAME> is unset (uvicorn compat)."""
     default_text: str | None = None
     """How --help shows the default, when str(default) would mislead."""
+    secret: bool = False
+    """Never shown in repr(Config) (a password)."""
 
     @property
     def env(self) -> str:
@@ -318,6 +383,7 @@ def _row(name: str, default: Any, parse: Callable[[object], Any], help: str, gro
 
 
 SERVER, APP, LIMITS, PROXY, LOGGING = "Server", "App", "HTTP limits", "Proxy", "Logging"
+WORKERS, RELOAD, TLS = "Workers", "Reload", "TLS"  # issue 5
 
 # The table. Order is the order of `pier --help` (groups appear in first-seen order).
 _OPTIONS: tuple[Option, ...] = (
@@ -406,7 +472,57 @@ _OPTIONS: tuple[Option, ...] = (
     _row("use_colors", None, _parse_bool,
          "colour the level names in pier's log lines", LOGGING, kind="flag",
          default_text="only on a terminal, unless NO_COLOR is set"),
-    # --- Reserved for later issues: workers, reload, ssl_*, ws_* -----------------------
+    # --- Workers (issue 5; pier.supervisor) -------------------------------------------
+    _row("bind", [], _parse_bind,
+         "listen here; repeatable: HOST:PORT, [IPV6]:PORT, unix:PATH, fd://N "
+         "(replaces --host/--port/--uds/--fd; in PIER_BIND: comma-separated)", SERVER,
+         kind="append", metavar="ADDRESS"),
+    _row("reuse_port", False, _parse_bool,
+         "each worker opens its own SO_REUSEPORT listener and the kernel spreads "
+         "connections, instead of all workers sharing one socket", SERVER, kind="flag"),
+    _row("workers", 1, _parse_workers,
+         "worker processes; 0 or auto = one per CPU (also read from WEB_CONCURRENCY)",
+         WORKERS, metavar="INT", env_fallbacks=("WEB_CONCURRENCY",)),
+    _row("limit_max_requests", None, _optional(_int_parser(1)),
+         "a worker is replaced, gracefully, after about this many requests", WORKERS,
+         metavar="INT"),
+    _row("limit_max_requests_jitter", 0, _int_parser(0),
+         "add 0..N to each worker's --limit-max-requests, so workers do not all "
+         "restart at once", WORKERS, metavar="INT"),
+    _row("timeout_worker_healthcheck", 5.0, _seconds_parser(positive=True),
+         "seconds a worker may leave its supervisor's health check unanswered (a blocked "
+         "event loop) before it is killed and replaced", WORKERS, metavar="SECONDS"),
+    # --- Reload (issue 5; pier.supervisor.reload) -------------------------------------
+    _row("reload", False, _parse_bool,
+         "restart the server when a watched file changes (development)", RELOAD,
+         kind="flag"),
+    _row("reload_dirs", [], _parse_paths, "directory to watch; repeatable", RELOAD,
+         kind="append", flag="--reload-dir", metavar="DIR",
+         default_text="the current directory"),
+    _row("reload_includes", [], _parse_globs,
+         "glob of files whose change reloads, besides *.py; repeatable", RELOAD,
+         kind="append", flag="--reload-include", metavar="GLOB"),
+    _row("reload_excludes", [], _parse_globs,
+         "glob of files or directories to ignore, besides .*, *.py[cod], *~ and "
+         "__pycache__; repeatable", RELOAD, kind="append", flag="--reload-exclude",
+         metavar="GLOB"),
+    # --- TLS (issue 5; pier.io.tls) ---------------------------------------------------
+    _row("ssl_certfile", None, _optional(_parse_path),
+         "PEM certificate (chain) file; turns TLS on", TLS, metavar="PATH"),
+    _row("ssl_keyfile", None, _optional(_parse_path),
+         "PEM private key file (when not in --ssl-certfile)", TLS, metavar="PATH"),
+    _row("ssl_keyfile_password", None, _optional(_parse_str),
+         "password of an encrypted --ssl-keyfile", TLS, metavar="PASSWORD", secret=True),
+    _row("ssl_ca_certs", None, _optional(_parse_path),
+         "PEM file of CA certificates that client certificates are verified against", TLS,
+         metavar="PATH"),
+    _row("ssl_cert_reqs", "none", _parse_cert_reqs,
+         "client certificates: none, optional (verified when sent) or required", TLS,
+         metavar="{none,optional,required}"),
+    _row("ssl_ciphers", None, _optional(_parse_str),
+         "OpenSSL cipher list for TLS 1.2 and older", TLS, metavar="CIPHERS",
+         default_text="OpenSSL's defaults"),
+    # --- Reserved for later issues: ws_* ------------------------------------------------
     # Add each as one row here (new group names such as "Workers", "TLS" and
     # "WebSocket" become new --help sections automatically), then declare its type
     # in Config below.
@@ -559,6 +675,23 @@ class Config:
     access_log: bool
     log_config: str | dict[str, Any] | None
     use_colors: bool | None
+    # issue 5: workers, sockets, reload, TLS
+    bind: list[str]
+    reuse_port: bool
+    workers: int
+    limit_max_requests: int | None
+    limit_max_requests_jitter: int
+    timeout_worker_healthcheck: float
+    reload: bool
+    reload_dirs: list[str]
+    reload_includes: list[str]
+    reload_excludes: list[str]
+    ssl_certfile: str | None
+    ssl_keyfile: str | None
+    ssl_keyfile_password: str | None
+    ssl_ca_certs: str | None
+    ssl_cert_reqs: str
+    ssl_ciphers: str | None
 
     given: frozenset[str]
     """Names of the options set explicitly (keyword, CLI or environment), not defaulted."""
@@ -630,6 +763,7 @@ class Config:
         self.given = frozenset(values)
         if self.uds is not None and self.fd is not None:
             raise ConfigError("--uds and --fd both given; choose one place to listen")
+        self._check_listen_and_tls(labels)  # issue 5
         if isinstance(self.log_config, str) and not os.path.isfile(self.log_config):
             raise ConfigError(
                 f"log config file {self.log_config!r} does not exist; fix the --log-config path"
@@ -638,6 +772,36 @@ class Config:
             for key, value in load_env_file(self.env_file).items():
                 os.environ.setdefault(key, value)
 
+    def _check_listen_and_tls(self, labels: Mapping[str, str]) -> None:
+        """Combinations of the issue-5 options that cannot work, refused up front."""
+
+        def name(option: str) -> str:
+            return labels.get(option) or _BY_NAME[option].cli_flags[0]
+
+        if self.bind:
+            for other in ("host", "port", "uds", "fd"):
+                if other in self.given:
+                    raise ConfigError(
+                        f"{name('bind')} and {name(other)} both given; list every address"
+                        f" with {name('bind')} (e.g. --bind 127.0.0.1:8000)"
+                    )
+        if self.reuse_port and (self.uds is not None or self.fd is not None):
+            raise ConfigError(
+                f"{name('reuse_port')} needs TCP addresses; leave it off with --uds or --fd"
+            )
+        if self.ssl_certfile is None:
+            for option in ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs"):
+                if getattr(self, option) is not None:
+                    raise ConfigError(
+                        f"{name(option)} given without --ssl-certfile; TLS needs a"
+                        " certificate: add --ssl-certfile PATH"
+                    )
+        elif self.ssl_cert_reqs == "required" and self.ssl_ca_certs is None:
+            raise ConfigError(
+                f"{name('ssl_cert_reqs')} required needs --ssl-ca-certs, the CA file that"
+                " client certificates are verified against"
+            )
+
     @property
     def log_level_number(self) -> int:
         """log_level as a logging level number ("trace" is 5)."""
@@ -645,7 +809,7 @@ class Config:
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{option.name}={getattr(self, option.name)!r}"
+            f"{option.name}={'***' if option.secret else repr(getattr(self, option.name))}"
             for option in _OPTIONS
             if option.name in self.given and option.name != "app"
         )
