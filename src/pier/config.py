@@ -522,10 +522,29 @@ _OPTIONS: tuple[Option, ...] = (
     _row("ssl_ciphers", None, _optional(_parse_str),
          "OpenSSL cipher list for TLS 1.2 and older", TLS, metavar="CIPHERS",
          default_text="OpenSSL's defaults"),
-    # --- Reserved for later issues: ws_* ------------------------------------------------
-    # Add each as one row here (new group names such as "Workers", "TLS" and
-    # "WebSocket" become new --help sections automatically), then declare its type
-    # in Config below.
+    # --- WebSocket (issue 3; pier.io.websocket) ----------------------------------------
+    _row("ws", "auto", _parse_str,
+         "WebSocket support: auto and websockets use the websockets library's protocol"
+         " core; none answers upgrade requests as plain HTTP", "WebSocket",
+         choices=("auto", "none", "websockets")),
+    _row("ws_max_size", 16 * 1024 * 1024, _int_parser(1),
+         "largest incoming WebSocket message in bytes, after decompression; a larger"
+         " one closes the connection with 1009", "WebSocket", metavar="BYTES",
+         default_text="16777216 (16 MiB)"),
+    _row("ws_max_queue", 32, _int_parser(1),
+         "incoming WebSocket messages held for the app before reading pauses",
+         "WebSocket", metavar="INT"),
+    _row("ws_ping_interval", 20.0, _optional(_seconds_parser(positive=True)),
+         "seconds between keepalive pings; none sends no pings", "WebSocket",
+         metavar="SECONDS"),
+    _row("ws_ping_timeout", 20.0, _optional(_seconds_parser(positive=True)),
+         "seconds to wait for the pong before closing the connection; none waits"
+         " forever", "WebSocket", metavar="SECONDS"),
+    _row("ws_per_message_deflate", True, _parse_bool,
+         "offer permessage-deflate compression (RFC 7692)", "WebSocket", kind="flag"),
+    _row("timeout_ws_handshake", 10.0, _seconds_parser(positive=True),
+         "seconds the app gets to accept or deny a WebSocket, and a peer gets to answer"
+         " a close frame", "WebSocket", metavar="SECONDS"),
 )
 
 _BY_NAME: dict[str, Option] = {option.name: option for option in _OPTIONS}
@@ -692,6 +711,14 @@ class Config:
     ssl_ca_certs: str | None
     ssl_cert_reqs: str
     ssl_ciphers: str | None
+    # issue 3: WebSocket
+    ws: str
+    ws_max_size: int
+    ws_max_queue: int
+    ws_ping_interval: float | None
+    ws_ping_timeout: float | None
+    ws_per_message_deflate: bool
+    timeout_ws_handshake: float
 
     given: frozenset[str]
     """Names of the options set explicitly (keyword, CLI or environment), not defaulted."""

@@ -62,3 +62,34 @@ def http_scope(
         "state": state.copy(),
         "extensions": extensions,
     }
+
+
+WEBSOCKET_SPEC_VERSION = "2.4"
+_WS_SCHEMES = {"http": "ws", "https": "wss"}
+
+
+def websocket_scope(
+    request: Request, info: ConnectionInfo, state: dict[str, Any], subprotocols: list[str]
+) -> dict[str, Any]:
+    """The ASGI websocket scope (WebSocket spec 2.4) for a valid opening handshake."""
+    raw_path = request.raw_path
+    extensions: dict[str, Any] = {"websocket.http.response": {}}
+    if info.extensions:
+        extensions.update(info.extensions)
+    return {
+        "type": "websocket",
+        "asgi": {"version": ASGI_VERSION, "spec_version": WEBSOCKET_SPEC_VERSION},
+        "http_version": request.http_version,
+        "server": info.server,
+        "client": info.client,
+        "scheme": _WS_SCHEMES.get(info.scheme, info.scheme),
+        "root_path": info.root_path,
+        # Same rule as http_scope: path and raw_path include root_path.
+        "path": info.root_path + decode_path(raw_path),
+        "raw_path": info.raw_root_path + raw_path,
+        "query_string": request.query_string,
+        "headers": request.headers,
+        "subprotocols": subprotocols,
+        "state": state.copy(),
+        "extensions": extensions,
+    }

@@ -180,6 +180,23 @@ class Server:
             proxy=proxy,
             access_log=access,
         )
+        # WebSocket (issue 3): with --ws none, ws_handler stays None and upgrade
+        # requests are answered as plain HTTP.
+        if config.ws != "none":
+            try:
+                from pier.io.websocket import handler_from_config
+            except ModuleNotFoundError as exc:
+                if not (exc.name or "").startswith("websockets") or config.ws != "auto":
+                    raise PierError(
+                        f"--ws {config.ws} needs the websockets library ({exc});"
+                        " pip install websockets, or use --ws none"
+                    ) from None
+                logger.warning(
+                    "WebSocket support is off: the websockets library is not installed"
+                    " (pip install websockets); upgrade requests get plain HTTP answers"
+                )
+            else:
+                ctx.ws_handler = handler_from_config(ctx, config)
         self._static_headers = _static_headers(config)
         self._refresh_date(ctx)
         return ctx

@@ -1,0 +1,406 @@
+"""One WebSocket session as the ASGI app sees it (ASGI WebSocket spec 2.4).
+
+Rules:
+1. This module knows ASGI messages, not frames or bytes: it talks to a
+   `WebSocketStream` (the protocol glue, io/websocket.py) and never imports a protocol
+   module or the WebSocket library under it, so another transport (WebSocket over
+   HTTP/2, RFC 8441) can reuse it unchanged.
+2. The session is a state machine (`Phase`): a message the current phase does not
+   accept is an `ASGIProtocolError` naming the phase, what it expects and what came.
+   The order is the spec's: websocket.connect is received first; then the app answers
+   the handshake with websocket.accept, websocket.close (HTTP 403) or a denial response
+   (websocket.http.response.start/body); then websocket.send/receive until either side
+   closes; websocket.disconnect is the last message received.
+3. send() after the peer went away raises `WebSocketDisconnected` (an OSError, as the
+   spec asks); websocket.close after that is accepted and does nothing, because apps
+   commonly close in a `finally:` block.
+4. Incoming messages queue here until the app receives them; the glue pauses reading
+   while the queue is full (--ws-max-queue) and `receive()` asks it to resume.
+5. `run_websocket_app` is the one place that turns what an app does wrong into a clear
+   log line and an answer on the wire (500 before the handshake is answered, close
+   code 1011 after).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections import deque
+from typing import Any, Protocol
+
+from pier.asgi.http import ASGIProtocolError, ClientDisconnected
+from pier.types import ASGIApp, Message, Scope
+
+logger = logging.getLogger("pier.error")
+
+__all__ = [
+    "Phase",
+    "WebSocketDisconnected",
+    "WebSocketSession",
+    "WebSocketStream",
+    "run_websocket_app",
+]
+
+
+class WebSocketDisconnected(ClientDisconnected):
+    """send() was called after the WebSocket closed (ASGI WebSocket spec 2.4)."""
+
+
+class Phase(enum.IntEnum):
+    HANDSHAKE = 0  # expects websocket.accept, websocket.close or a denial response
+    DENIAL_BODY = 1  # denial started; expects websocket.http.response.body
+    OPEN = 2  # accepted; expects websocket.send or websocket.close
+    CLOSED = 3  # the app closed (or finished its denial): nothing more may be sent
+
+
+_EXPECTS = {
+    Phase.HANDSHAKE: "'websocket.accept', 'websocket.close' or"
+    " 'websocket.http.response.start' (the handshake is not answered yet)",
+    Phase.DENIAL_BODY: "'websocket.http.response.body' (a denial response has started)",
+    Phase.OPEN: "'websocket.send' or 'websocket.close'",
+    Phase.CLOSED: "nothing: the app already closed the WebSocket",
+}
+
+# What an app written against another scope type probably meant.
+_DID_YOU_MEAN = {
+    "http.response.start": "websocket.http.response.start",
+    "http.response.body": "websocket.http.response.body",
+    "websocket.receive": "websocket.send",
+    "websocket.connect": "websocket.accept",
+}
+
+# Close codes for a connection that ended without a close frame (RFC 6455 7.1.5).
+CLOSE_ABNORMAL = 1006
+CLOSE_NORMAL = 1000
+
+
+class WebSocketStream(Protocol):
+    """What the protocol glue provides to one session."""
+
+    write_paused: bool
+
+    def accept(self, session: WebSocketSession, subprotocol: str | None, headers: Any) -> None:
+        """Send the 101 response; raise ValueError (with the reason) for bad headers."""
+
+    def deny_start(self, session: WebSocketSession, status: int, headers: Any) -> None: ...
+    def deny_body(self, session: WebSocketSession, body: bytes, more_body: bool) -> None:
+        """Send denial body bytes; raise ValueError (with the reason) for a bad response."""
+
+    def send_data(self, session: WebSocketSession, data: str | bytes) -> None: ...
+    def close(self, session: WebSocketSession, code: int, reason: str) -> None: ...
+    def check_close(self, code: object, reason: object) -> str | None:
+        """Why (code, reason) cannot be sent, or None."""
+
+    def want_messages(self, session: WebSocketSession) -> None: ...
+    async def drain(self) -> None: ...
+
+
+class WebSocketSession:
+    """State of one WebSocket, and the receive/send pair given to the app."""
+
+    __slots__ = (
+        "_connect_pending",
+        "_queue",
+        "_queued_bytes",
+        "_waiter",
+        "close_code",
+        "close_reason",
+        "disconnected",
+        "phase",
+        "scope",
+        "started_at",
+        "status",
+        "stream",
+    )
+
+    def __init__(self, scope: Scope, stream: WebSocketStream) -> None:
+        self.scope = scope
+        self.stream = stream
+        self.phase = Phase.HANDSHAKE
+        self.disconnected = False
+        self.close_code = CLOSE_ABNORMAL
+        self.close_reason = ""
+        # The handshake answer's status (101, 403, a denial's status), for the access log.
+        self.status = 0
+        self.started_at = 0.0
+        self._connect_pending = True
+        self._queue: deque[str | bytes] = deque()
+        self._queued_bytes = 0
+        self._waiter: asyncio.Future[None] | None = None
+
+    # Fed by the protocol glue ----------------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
+
+    def feed_message(self, data: str | bytes) -> None:
+        self._queue.append(data)
+        self._queued_bytes += len(data)
+        self._wake()
+
+    def feed_disconnect(self, code: int, reason: str = "") -> None:
+        """The connection is over (closing handshake done, failed, or TCP lost)."""
+        if not self.disconnected:
+            self.disconnected = True
+            self.close_code = code
+            self.close_reason = reason
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # The app's receive() ---------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        if self._connect_pending:
+            self._connect_pending = False
+            if self.phase is Phase.HANDSHAKE:
+                return {"type": "websocket.connect"}
+        while True:
+            queue = self._queue
+            if queue:
+                data = queue.popleft()
+                self._queued_bytes -= len(data)
+                self.stream.want_messages(self)
+                if type(data) is str:
+                    return {"type": "websocket.receive", "text": data}
+                return {"type": "websocket.receive", "bytes": data}
+            if self.disconnected:
+                return {
+                    "type": "websocket.disconnect",
+                    "code": self.close_code,
+                    "reason": self.close_reason,
+                }
+            waiter = self._waiter
+            if waiter is None:
+                waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter
+
+    # The app's send() ------------------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        try:
+            kind = message["type"]
+        except (KeyError, TypeError):
+            raise ASGIProtocolError(
+                f"send() takes a message dict with a 'type' key, got {message!r}"
+            ) from None
+        phase = self.phase
+        if kind == "websocket.send":
+            if phase is not Phase.OPEN:
+                raise self._unexpected(kind)
+            self._check_open()
+            self.stream.send_data(self, _payload(message))
+            if self.stream.write_paused:
+                await self.stream.drain()
+                self._check_open()
+        elif kind == "websocket.close":
+            if self.disconnected and phase is not Phase.DENIAL_BODY:
+                self.phase = Phase.CLOSED
+                return  # nobody left to tell (rule 3)
+            if phase is Phase.OPEN:
+                code = message.get("code", CLOSE_NORMAL)
+                reason = message.get("reason") or ""
+                problem = self.stream.check_close(code, reason)
+                if problem is not None:
+                    raise ASGIProtocolError(f"websocket.close: {problem}")
+                self.phase = Phase.CLOSED
+                self.stream.close(self, code, reason)
+            elif phase is Phase.HANDSHAKE:
+                # ASGI: a close before accept refuses the handshake with 403.
+                reason = message.get("reason") or ""
+                self._deny(403, [(b"content-type", b"text/plain; charset=utf-8")],
+                           str(reason).encode("utf-8", "replace"), more=False)
+            else:
+                raise self._unexpected(kind)
+        elif kind == "websocket.accept":
+            if phase is not Phase.HANDSHAKE:
+                raise self._unexpected(kind)
+            self._check_open()
+            subprotocol = message.get("subprotocol")
+            if subprotocol is not None:
+                offered = self.scope.get("subprotocols", [])
+                if not isinstance(subprotocol, str):
+                    raise ASGIProtocolError(
+                        f"websocket.accept 'subprotocol' must be a str or None,"
+                        f" got {subprotocol!r}"
+                    )
+                if subprotocol not in offered:
+                    raise ASGIProtocolError(
+                        f"websocket.accept chose subprotocol {subprotocol!r}, which the"
+                        f" client did not offer (offered: {offered!r}); pick one of"
+                        " scope['subprotocols'] or None"
+                    )
+            try:
+                self.stream.accept(self, subprotocol, message.get("headers") or ())
+            except ValueError as exc:
+                raise ASGIProtocolError(str(exc)) from None
+            self.status = 101
+            self.phase = Phase.OPEN
+        elif kind == "websocket.http.response.start":
+            if phase is not Phase.HANDSHAKE:
+                raise self._unexpected(kind)
+            self._check_open()
+            status = message.get("status")
+            if not isinstance(status, int) or isinstance(status, bool) or status == 101:
+                raise ASGIProtocolError(
+                    "websocket.http.response.start needs a 'status' int other than 101"
+                    f" (such as 403), got {status!r}"
+                )
+            self.status = status
+            self.phase = Phase.DENIAL_BODY
+            try:
+                self.stream.deny_start(self, status, message.get("headers") or ())
+            except ValueError as exc:
+                raise ASGIProtocolError(str(exc)) from None
+        elif kind == "websocket.http.response.body":
+            if phase is not Phase.DENIAL_BODY:
+                raise self._unexpected(kind)
+            self._check_open()
+            body = message.get("body", b"")
+            if not isinstance(body, bytes | bytearray | memoryview):
+                raise ASGIProtocolError(
+                    "websocket.http.response.body 'body' must be bytes,"
+                    f" got {type(body).__name__}"
+                )
+            more = bool(message.get("more_body", False))
+            if not more:
+                self.phase = Phase.CLOSED
+            try:
+                self.stream.deny_body(self, bytes(body), more)
+            except ValueError as exc:
+                raise ASGIProtocolError(str(exc)) from None
+            if more and self.stream.write_paused:
+                await self.stream.drain()
+                self._check_open()
+        else:
+            raise self._unexpected(kind)
+
+    def _deny(self, status: int, headers: Any, body: bytes, *, more: bool) -> None:
+        self.status = status
+        self.phase = Phase.CLOSED
+        self.stream.deny_start(self, status, headers)
+        self.stream.deny_body(self, body, more)
+
+    def _check_open(self) -> None:
+        if self.disconnected:
+            raise WebSocketDisconnected(
+                f"the WebSocket is closed (code {self.close_code}"
+                f"{', ' + repr(self.close_reason) if self.close_reason else ''})"
+            )
+
+    def _unexpected(self, kind: object) -> ASGIProtocolError:
+        hint = ""
+        if isinstance(kind, str) and kind in _DID_YOU_MEAN:
+            hint = f" (did you mean {_DID_YOU_MEAN[kind]!r}?)"
+        return ASGIProtocolError(
+            f"unexpected ASGI message {kind!r} sent{hint}; the WebSocket expects"
+            f" {_EXPECTS[self.phase]}"
+        )
+
+
+def _payload(message: Message) -> str | bytes:
+    data = message.get("bytes")
+    text = message.get("text")
+    if data is not None:
+        if text is not None:
+            raise ASGIProtocolError(
+                "websocket.send has both 'bytes' and 'text'; exactly one must be non-None"
+            )
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise ASGIProtocolError(
+                f"websocket.send 'bytes' must be bytes, got {type(data).__name__}"
+            )
+        return bytes(data) if type(data) is not bytes else data
+    if text is None:
+        raise ASGIProtocolError(
+            "websocket.send needs 'bytes' or 'text'; exactly one must be non-None"
+        )
+    if not isinstance(text, str):
+        raise ASGIProtocolError(
+            f"websocket.send 'text' must be a str, got {type(text).__name__}"
+        )
+    return text
+
+
+class SessionSink(Protocol):
+    """How run_websocket_app reports the app's end back to the glue."""
+
+    def app_finished(self, session: WebSocketSession, *, failed: bool) -> None: ...
+
+
+async def run_websocket_app(app: ASGIApp, session: WebSocketSession, sink: SessionSink) -> None:
+    """Call the app for one WebSocket; turn every way it can fail into a log line and answer."""
+    scope = session.scope
+    failed = True
+    try:
+        awaitable: Any = app(scope, session.receive, session.send)
+        try:
+            result = await awaitable
+        except TypeError:
+            if hasattr(awaitable, "__await__"):
+                raise
+            logger.error(
+                "The ASGI app returned %s instead of an awaitable for WebSocket %s: an"
+                " ASGI3 app is `async def app(scope, receive, send)` (an ASGI2 app needs"
+                " --interface asgi2)",
+                type(awaitable).__name__,
+                scope["path"],
+            )
+            result = None
+        else:
+            failed = _returned_early(session)
+        if result is not None:
+            logger.warning(
+                "The ASGI app returned %r for WebSocket %s; ASGI apps should return None",
+                result,
+                scope["path"],
+            )
+    except ClientDisconnected:
+        failed = False  # the peer left while the app was sending; nothing is owed
+    except ASGIProtocolError as exc:
+        logger.error("ASGI protocol error in WebSocket %s: %s", scope["path"], exc)
+    except asyncio.CancelledError:
+        sink.app_finished(session, failed=True)
+        raise
+    except Exception as exc:
+        logger.error(
+            "Exception in ASGI application for WebSocket %s", scope["path"], exc_info=exc
+        )
+    except BaseException:
+        sink.app_finished(session, failed=True)
+        raise
+    sink.app_finished(session, failed=failed)
+
+
+def _returned_early(session: WebSocketSession) -> bool:
+    """Log an app that returned leaving its answer unfinished; True if it did."""
+    if session.disconnected:
+        return False
+    path = session.scope["path"]
+    if session.phase is Phase.HANDSHAKE:
+        logger.error(
+            "The ASGI app returned without answering the WebSocket handshake for %s"
+            " (expected 'websocket.accept', 'websocket.close' or"
+            " 'websocket.http.response.start')",
+            path,
+        )
+        return True
+    if session.phase is Phase.DENIAL_BODY:
+        logger.error(
+            "The ASGI app returned before finishing its denial response for WebSocket"
+            " %s (the last 'websocket.http.response.body' must have more_body=False)",
+            path,
+        )
+        return True
+    return False
