@@ -332,6 +332,20 @@ async def respond(send: Send, status: int = 200, body: bytes = b"", *,
     await send({"type": "http.response.body", "body": body})
 
 
+def broken_app(handler: Handler) -> Handler:
+    """An app whose `handler` misbehaves at /broken only; every other path answers 200 "ok",
+    so a test can show the server keeps serving after the failure."""
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/broken":
+            await handler(scope, receive, send)
+        else:
+            await read_body(receive)
+            await respond(send, 200, b"ok")
+
+    return http_app(dispatch)
+
+
 def ok_app(body: bytes = b"ok") -> Handler:
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
         await respond(send, 200, body)

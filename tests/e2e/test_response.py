@@ -27,6 +27,7 @@ from tests.e2e._support import (
     ConnectionClosedEarly,
     Gate,
     assert_serves,
+    broken_app,
     build_request,
     capture_logs,
     http_app,
@@ -120,7 +121,7 @@ def test_http_1_0_streaming_response_is_close_delimited() -> None:
 
 
 def test_body_longer_than_content_length_is_an_app_error_not_a_corrupt_stream() -> None:
-    @http_app
+    @broken_app
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", b"5")]})
@@ -128,7 +129,7 @@ def test_body_longer_than_content_length_is_an_app_error_not_a_corrupt_stream() 
 
     with running_server(app) as server, capture_logs() as logs:
         with Conn.open(server) as conn:
-            conn.send(build_request("GET", "/"))
+            conn.send(build_request("GET", "/broken"))
             data = conn.wait_closed()
         head, rest = _head_and_rest(data)
         status = status_of(head)
@@ -140,7 +141,7 @@ def test_body_longer_than_content_length_is_an_app_error_not_a_corrupt_stream() 
 
 
 def test_streamed_body_overrunning_content_length_stops_at_the_declared_length() -> None:
-    @http_app
+    @broken_app
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", b"5")]})
@@ -150,7 +151,7 @@ def test_streamed_body_overrunning_content_length_stops_at_the_declared_length()
 
     with running_server(app) as server, capture_logs() as logs:
         with Conn.open(server) as conn:
-            conn.send(build_request("GET", "/") + build_request("GET", "/next"))
+            conn.send(build_request("GET", "/broken") + build_request("GET", "/next"))
             data = conn.wait_closed()
         head, rest = _head_and_rest(data)
         assert status_of(head) == 200
@@ -160,7 +161,7 @@ def test_streamed_body_overrunning_content_length_stops_at_the_declared_length()
 
 
 def test_body_shorter_than_content_length_closes_the_connection() -> None:
-    @http_app
+    @broken_app
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", b"10")]})
@@ -168,7 +169,7 @@ def test_body_shorter_than_content_length_closes_the_connection() -> None:
 
     with running_server(app) as server, capture_logs() as logs:
         with Conn.open(server) as conn:
-            conn.send(build_request("GET", "/"))
+            conn.send(build_request("GET", "/broken"))
             # The client must learn the response is incomplete: the server closes.
             data = conn.wait_closed()
         head, rest = _head_and_rest(data)
@@ -239,12 +240,12 @@ def test_no_body_statuses_send_no_body(status: int) -> None:
 
 
 def test_body_before_start_is_a_500_naming_both_messages() -> None:
-    @http_app
+    @broken_app
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.body", "body": b"too early"})
 
     with running_server(app) as server, capture_logs() as logs, Conn.open(server) as conn:
-        response = conn.request("GET", "/")
+        response = conn.request("GET", "/broken")
         assert response.status == 500
         assert b"too early" not in response.body
         logs.wait_for("http.response.start", "http.response.body")
@@ -252,14 +253,14 @@ def test_body_before_start_is_a_500_naming_both_messages() -> None:
 
 
 def test_start_twice_is_an_error_naming_both_messages() -> None:
-    @http_app
+    @broken_app
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.start", "status": 404, "headers": []})
 
     with running_server(app) as server, capture_logs() as logs:
         with Conn.open(server) as conn:
-            conn.send(build_request("GET", "/"))
+            conn.send(build_request("GET", "/broken"))
             try:
                 response = conn.read_response()
                 # Nothing was on the wire yet: a clean 500.
@@ -275,7 +276,7 @@ def test_start_twice_is_an_error_naming_both_messages() -> None:
 def test_send_after_the_response_completed_raises_and_is_logged() -> None:
     raised: list[BaseException] = []
 
-    @http_app
+    @broken_app
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await respond(send, 200, b"complete")
         try:
@@ -285,7 +286,7 @@ def test_send_after_the_response_completed_raises_and_is_logged() -> None:
             raise
 
     with running_server(app) as server, capture_logs() as logs, Conn.open(server) as conn:
-        response = conn.request("GET", "/")
+        response = conn.request("GET", "/broken")
         assert response.status == 200
         assert response.body == b"complete"
         logs.wait_for("http.response.body")
@@ -296,25 +297,25 @@ def test_send_after_the_response_completed_raises_and_is_logged() -> None:
 
 
 def test_status_of_the_wrong_type_is_a_500_naming_the_field() -> None:
-    @http_app
+    @broken_app
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": "200", "headers": []})
         await send({"type": "http.response.body", "body": b"x"})
 
     with running_server(app) as server, capture_logs() as logs, Conn.open(server) as conn:
-        assert conn.request("GET", "/").status == 500
+        assert conn.request("GET", "/broken").status == 500
         logs.wait_for("status")
 
 
 def test_body_of_the_wrong_type_is_an_error_naming_the_field() -> None:
-    @http_app
+    @broken_app
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": "text, not bytes"})
 
     with running_server(app) as server, capture_logs() as logs:
         with Conn.open(server) as conn:
-            conn.send(build_request("GET", "/"))
+            conn.send(build_request("GET", "/broken"))
             try:
                 assert conn.read_response().status == 500
             except ConnectionClosedEarly as closed:
@@ -325,14 +326,14 @@ def test_body_of_the_wrong_type_is_an_error_naming_the_field() -> None:
 
 
 def test_header_injection_through_a_response_header_is_refused() -> None:
-    @http_app
+    @broken_app
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"x-redirect", b"/ok\r\nSet-Cookie: stolen=1")]})
         await send({"type": "http.response.body", "body": b"x"})
 
     with running_server(app) as server, capture_logs() as logs, Conn.open(server) as conn:
-        response = conn.request("GET", "/")
+        response = conn.request("GET", "/broken")
         assert response.status == 500
         assert response.header("set-cookie") is None
         logs.wait_for("header")
@@ -359,7 +360,7 @@ def test_app_exception_is_a_500_and_the_server_keeps_serving() -> None:
 
 
 def test_app_exception_after_the_response_started_closes_the_connection() -> None:
-    @http_app
+    @broken_app
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"partial", "more_body": True})
@@ -367,7 +368,7 @@ def test_app_exception_after_the_response_started_closes_the_connection() -> Non
 
     with running_server(app) as server, capture_logs() as logs:
         with Conn.open(server) as conn:
-            conn.send(build_request("GET", "/"))
+            conn.send(build_request("GET", "/broken"))
             with pytest.raises(ConnectionClosedEarly) as closed:
                 conn.read_response()
         # A chunk terminator would make the truncated body look complete.
