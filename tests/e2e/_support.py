@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pier.types import Message, Receive, Scope, Send
-from tests.helpers import RunningServer
+from tests.helpers import PierProcess, RunningServer
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -267,6 +267,12 @@ def status_of(data: bytes) -> int:
     match = re.match(rb"HTTP/1\.[01] (\d{3})", data)
     assert match, f"no status line in {data[:200]!r}"
     return int(match.group(1))
+
+
+def connect_to(proc: PierProcess, timeout: float = DEADLINE) -> socket.socket:
+    """A client socket to a `python -m pier` subprocess that is listening."""
+    assert proc.host and proc.port, "call wait_listening() first"
+    return socket.create_connection((proc.host, proc.port), timeout=timeout)
 
 
 def assert_serves(server: RunningServer, path: str = "/") -> Response:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import select
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from tests.e2e._support import (
     assert_serves,
     build_request,
     chunked,
+    connect_to,
     parse_all,
     status_of,
 )
@@ -387,21 +387,17 @@ def test_the_header_timeout_applies_to_each_request_on_a_keep_alive_connection()
 # --- logs --------------------------------------------------------------------------------
 
 
-def _connect(proc: PierProcess) -> socket.socket:
-    assert proc.host and proc.port
-    return socket.create_connection((proc.host, proc.port), timeout=5)
-
 
 def test_control_characters_from_requests_are_escaped_in_log_lines() -> None:
     proc = PierProcess("basic:app", "--app-dir", str(APPS), "--port", "0",
                        "--log-level", "info", "--access-log")
     try:
         proc.wait_listening()
-        with Conn(_connect(proc)) as conn:
+        with Conn(connect_to(proc)) as conn:
             response = conn.request("GET", "/%1b[31mred%0d%0aINJECTED-LINE%07")
             assert response.status == 200
         # A raw escape byte in the request line itself (rejected or served, never echoed).
-        with Conn(_connect(proc)) as conn:
+        with Conn(connect_to(proc)) as conn:
             conn.send(b"GET /\x1b[31mraw\rX HTTP/1.1\r\nHost: pier.test\r\n\r\n")
             conn.wait_closed()
         proc.signal(signal.SIGTERM)
