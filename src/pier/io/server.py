@@ -18,6 +18,7 @@ import contextlib
 import logging
 import signal
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Callable
@@ -52,6 +53,17 @@ class Server:
         self.ctx: ServerContext | None = None
         self._lifespan: Lifespan | None = None
         self._date_timer: asyncio.TimerHandle | None = None
+        # --- hooks for a worker process (issue 5: pier.supervisor, pier.workers) ----------
+        self.ssl_context: ssl.SSLContext | None = None  # built from --ssl-* in serve()
+        self.request_limit: int | None = None
+        """Call on_request_limit (default: stop gracefully) once this many requests ran."""
+        self.on_request_limit: Callable[[], None] | None = None
+        self.on_started: Callable[[], None] | None = None
+        """Called on the loop once the server listens (a worker tells its supervisor)."""
+        self.announce = True
+        """Log "Listening on"; a supervisor that shares its sockets announces them itself."""
+        self.drain_idle = 0.0
+        """Seconds idle keep-alive connections may still carry one request at shutdown."""
 
     # Control (thread-safe) ----------------------------------------------------------
 
@@ -131,9 +143,15 @@ class Server:
             app_dir=config.app_dir,
         )
         ctx = self.ctx = self._context(app, loop)
+        if self.request_limit is not None:
+            self._watch_request_limit(ctx, self.request_limit)
         self._lifespan = Lifespan(app, mode=config.lifespan, state=ctx.lifespan_state)
         await self._lifespan.startup()
         try:
+            if config.ssl_certfile is not None:
+                from pier.io.tls import create_ssl_context
+
+                self.ssl_context = create_ssl_context(config)
             if sockets is None:
                 sockets = bind_sockets(config)
             await self._listen(ctx, sockets)
@@ -144,11 +162,18 @@ class Server:
         self.started = True
         self._started_flag.set()
         restore = self._install_signal_handlers(loop)
+        if self.on_started is not None:
+            self.on_started()
         try:
             await self._exit_event.wait()
         finally:
-            restore()
-            await self._shutdown(ctx)
+            try:
+                await self._shutdown(ctx)
+            finally:
+                # issue 5: restored only after the drain, so that a second SIGTERM
+                # (a supervisor's "stop now") forces the shutdown (rule 2) instead of
+                # killing the process with the default action half-way.
+                restore()
 
     def _context(self, app: Any, loop: asyncio.AbstractEventLoop) -> ServerContext:
         config = self.config
@@ -217,13 +242,33 @@ class Server:
         def factory() -> H1Connection:
             return H1Connection(ctx)
 
-        scheme = "http"
+        scheme = "http" if self.ssl_context is None else "https"
         for sock in sockets:
-            server = await loop.create_server(factory, sock=sock, backlog=self.config.backlog)
+            server = await loop.create_server(
+                factory, sock=sock, backlog=self.config.backlog, ssl=self.ssl_context
+            )
             self.servers.append(server)
             name = sock.getsockname()
             self.bound_addresses.append(name)
-            logger.info("Listening on %s (Press CTRL+C to quit)", describe(sock, scheme=scheme))
+            if self.announce:
+                logger.info(
+                    "Listening on %s (Press CTRL+C to quit)", describe(sock, scheme=scheme)
+                )
+
+    def _watch_request_limit(self, ctx: ServerContext, limit: int) -> None:
+        # issue 5, --limit-max-requests: on_idle runs when a request's app task ends
+        # (and when a connection closes), so the count is checked per request at no
+        # cost to servers without a limit. _shutdown() replaces on_idle for itself.
+        def check() -> None:
+            if ctx.total_requests >= limit and not ctx.shutting_down:
+                ctx.on_idle = None
+                logger.info("Served %d requests (--limit-max-requests); leaving", limit)
+                if self.on_request_limit is not None:
+                    self.on_request_limit()
+                else:
+                    self.should_exit = True
+
+        ctx.on_idle = check
 
     def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
@@ -256,6 +301,15 @@ class Server:
                 drained.set()
 
         ctx.on_idle = check_idle
+        if self.drain_idle and not self.force_exit:
+            # issue 5: a worker replaced under load. A keep-alive connection that sits
+            # between two requests may have the next one on the wire already; closing
+            # it now loses that request (RFC 9112 section 9.6 allows the close, but the
+            # client sees a failure). Serving ctx.shutting_down answers every request
+            # from here on with "Connection: close"; only what stays idle is closed.
+            idle_waiter = asyncio.ensure_future(drained.wait())
+            await asyncio.wait([idle_waiter], timeout=self.drain_idle)
+            idle_waiter.cancel()
         for connection in list(ctx.connections):
             connection.shutdown()
         check_idle()
@@ -328,6 +382,11 @@ def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
 def run_config(config: Any) -> int:
     """Serve until stopped; the process exit code (1 when start-up failed)."""
+    if config.workers > 1 or config.reload or config.limit_max_requests is not None:
+        # issue 5: worker processes (and their replacement) belong to the supervisor.
+        from pier.supervisor import run_supervised
+
+        return run_supervised(config)
     server = Server(config)
     try:
         server.run()
