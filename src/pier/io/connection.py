@@ -28,6 +28,7 @@ from typing import Any, cast
 from pier.asgi.http import ASGIProtocolError, HTTPCycle, Phase, run_app
 from pier.asgi.scope import ConnectionInfo, http_scope
 from pier.io.context import ServerContext
+from pier.io.tls import tls_extension
 from pier.proto.events import BadRequest, Body, EndOfMessage, Request, Upgrade
 from pier.proto.h1 import AppResponseError, H1Parser, ResponseFramer
 
@@ -524,13 +525,16 @@ def connection_info(transport: asyncio.BaseTransport, *, root_path: str) -> Conn
         server = (sock, None)
     else:
         server = None
-    scheme = "https" if transport.get_extra_info("sslcontext") is not None else "http"
+    # issue 5: TLS sets the scheme and the ASGI "tls" extension, once per connection.
+    ssl_object = transport.get_extra_info("ssl_object")
+    extensions = None if ssl_object is None else {"tls": tls_extension(ssl_object)}
     return ConnectionInfo(
         client=client,
         server=server,
-        scheme=scheme,
+        scheme="http" if ssl_object is None else "https",
         root_path=root_path,
         raw_root_path=root_path.encode("utf-8"),
+        extensions=extensions,
     )
 
 
