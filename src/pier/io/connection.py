@@ -56,10 +56,12 @@ class H1Connection(asyncio.Protocol):
     __slots__ = (
         "_active",
         "_active_request",
+        "_close_after_request",
         "_deadline",
         "_drain_waiter",
         "_framer",
         "_head_sent",
+        "_last_request_read",
         "_pending_refusal",
         "_queue",
         "_read_paused",
@@ -94,6 +96,8 @@ class H1Connection(asyncio.Protocol):
         self._queue: deque[tuple[HTTPCycle, Request]] = deque()
         self._framer: ResponseFramer | None = None
         self._head_sent = False
+        self._last_request_read = False
+        self._close_after_request = False
         self._sent = 0
         self._trailers: list[Any] = []
         self._pending_refusal: BadRequest | None = None
@@ -116,7 +120,7 @@ class H1Connection(asyncio.Protocol):
         if ctx.shutting_down:
             transport.close()
             return
-        self._set_deadline(Wait.IDLE, ctx.timeout_keep_alive)
+        self._set_deadline(Wait.IDLE, min(ctx.timeout_keep_alive, ctx.timeout_request_header))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -153,6 +157,8 @@ class H1Connection(asyncio.Protocol):
         return None
 
     def data_received(self, data: bytes) -> None:
+        if self._last_request_read:
+            return  # after "Connection: close" (or HTTP/1.0) nothing more is a request
         events = self.parser.receive_data(data)
         if events:
             self._handle(events)
@@ -177,6 +183,9 @@ class H1Connection(asyncio.Protocol):
                 if self._reading is not None:
                     self._reading.feed_end()
                     self._reading = None
+                if self._close_after_request:
+                    self._last_request_read = True
+                    return
             elif kind is Upgrade:
                 self._on_upgrade(event)
             else:
@@ -184,6 +193,8 @@ class H1Connection(asyncio.Protocol):
 
     def _on_request(self, request: Request) -> None:
         ctx = self.ctx
+        if not request.keep_alive:
+            self._close_after_request = True
         if request.upgrade == b"websocket" and ctx.ws_handler is not None:
             # Handed over when the Upgrade event brings the bytes after the head.
             self._upgrade_request = request
@@ -260,7 +271,21 @@ class H1Connection(asyncio.Protocol):
             refusal.reason,
             refusal.status,
         )
-        if self._active is not None:
+        active = self._active
+        if active is not None and self._reading is active:
+            # The bad bytes are in the body the app is reading: that request is broken.
+            # The app sees a disconnect; the client gets the refusal if nothing of the
+            # response was sent yet.
+            self._reading = None
+            active.feed_disconnect()
+            active.phase = Phase.DONE
+            self._active = None
+            if self._head_sent:
+                self._close()
+            else:
+                self._write_refusal(refusal)
+            return
+        if active is not None:
             # Answer the requests before it first, in order; then refuse and close.
             self._pending_refusal = refusal
             self._pause_reading()
@@ -298,9 +323,7 @@ class H1Connection(asyncio.Protocol):
                 _peer(self.info),
                 self.ctx.timeout_request_header,
             )
-            self.transport.write(
-                _plain_response(408, "Request Timeout", self.ctx.default_headers)
-            )
+            self.transport.write(_plain_response(408, "Request Timeout", self.ctx.default_headers))
         self._close()
 
     # ResponseStream (called by HTTPCycle) -----------------------------------------------
@@ -308,29 +331,37 @@ class H1Connection(asyncio.Protocol):
     def start_response(
         self, cycle: HTTPCycle, status: int, headers: Any, body: bytes, more_body: bool
     ) -> None:
+        head = self._encode_head(cycle, status, headers, None if more_body else len(body))
+        try:
+            data = self._framer.body(body, more_body)  # type: ignore[union-attr]
+        except AppResponseError as exc:
+            raise ASGIProtocolError(str(exc)) from None
+        self._head_sent = True
+        self._sent = len(body)
+        if not self.closed:
+            # Head and first body in one write: one syscall, one TCP segment.
+            self.transport.write(head + data if data else head)
+
+    def _encode_head(
+        self, cycle: HTTPCycle, status: int, headers: Any, body_length: int | None
+    ) -> bytes:
         request = self._active_request
         assert request is not None and cycle is self._active
         framer = self._framer = ResponseFramer()
         ctx = self.ctx
         try:
-            head = framer.head(
+            return framer.head(
                 status,
                 headers,
                 method=request.method,
                 http_version=request.http_version,
                 keep_alive=request.keep_alive and not ctx.shutting_down,
                 default_headers=ctx.default_headers,
-                body_length=None if more_body else len(body),
+                body_length=body_length,
                 trailers=cycle.trailers and request.accepts_trailers,
             )
-            data = framer.body(body, more_body)
         except AppResponseError as exc:
             raise ASGIProtocolError(str(exc)) from None
-        self._head_sent = True
-        self._sent = len(body)
-        if self.closed:
-            return
-        self.transport.write(head + data if data else head)
 
     def send_body(self, cycle: HTTPCycle, body: bytes, more_body: bool) -> None:
         framer = self._framer
@@ -365,10 +396,12 @@ class H1Connection(asyncio.Protocol):
             ) from None
         try:
             size = os.fstat(file.fileno()).st_size
-            self.start_response(cycle, status, headers, b"", True)
+            head = self._encode_head(cycle, status, headers, size)
+            self._head_sent = True
+            if not self.closed:
+                self.transport.write(head)
             framer = self._framer
             assert framer is not None
-            framer.remaining = None if framer.no_body else size
             if framer.no_body:
                 return
             while not self.closed:
@@ -387,8 +420,10 @@ class H1Connection(asyncio.Protocol):
             self.transport.write(CONTINUE)
 
     def want_body(self, cycle: HTTPCycle) -> None:
-        if self._read_paused and self._pending_refusal is None and (
-            len(self._queue) < PIPELINE_DEPTH
+        if (
+            self._read_paused
+            and self._pending_refusal is None
+            and (len(self._queue) < PIPELINE_DEPTH)
         ):
             self._resume_reading()
 

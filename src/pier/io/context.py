@@ -44,7 +44,7 @@ class ServerContext:
     on_idle: Callable[[], None] | None = None
 
     def over_capacity(self) -> bool:
+        # Counts requests in flight (app tasks), not connections: idle keep-alive
+        # connections cost a few KiB and should not turn real requests away.
         limit = self.limit_concurrency
-        return limit is not None and (
-            len(self.connections) > limit or len(self.tasks) >= limit
-        )
+        return limit is not None and len(self.tasks) >= limit

@@ -60,6 +60,7 @@ class H1Parser:
         "_head_fed",
         "_head_size",
         "_headers",
+        "_hosts",
         "_parser",
         "_reading_head",
         "_refusal",
@@ -90,6 +91,7 @@ class H1Parser:
         self._expect_continue = False
         self._upgrade: bytes | None = None
         self._trailers_ok = False
+        self._hosts = 0
 
     @property
     def dead(self) -> bool:
@@ -167,6 +169,10 @@ class H1Parser:
         if self._head_size + len(self._url) > limits.head_size:
             raise self._refuse_head()
         name = name.lower()
+        if value and value[-1] in _OWS:
+            # llhttp strips leading whitespace only; trailing OWS is not part of the
+            # field value either (RFC 9110 section 5.5).
+            value = value.rstrip(b" \t")
         self._headers.append((name, value))
         if len(self._headers) > limits.fields:
             self._refuse(
@@ -193,6 +199,8 @@ class H1Parser:
             self._upgrade = value.strip().lower()
         elif name == b"te" and b"trailers" in value.lower():
             self._trailers_ok = True
+        elif name == b"host":
+            self._hosts += 1
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
@@ -211,15 +219,29 @@ class H1Parser:
                 query = query.partition(b"#")[0]
         else:
             raw_path, query = _split_other_target(url)
+        version = parser.get_http_version()
+        if version not in _VERSIONS:
+            if version == "0.9":
+                self._refuse(400, "request line without an HTTP version (HTTP/0.9 is not served)")
+            self._refuse(505, f"HTTP/{version} is not supported over this connection")
+        if self._hosts != 1 and version == "1.1":
+            # RFC 9112 section 3.2: exactly one Host header in an HTTP/1.1 request.
+            self._refuse(
+                400,
+                "missing Host header (required in HTTP/1.1)"
+                if not self._hosts
+                else "more than one Host header (only one is allowed)",
+            )
         self._events.append(
             Request(
                 method=parser.get_method().decode("ascii"),
                 raw_path=raw_path,
                 query_string=query,
                 headers=self._headers,
-                http_version=parser.get_http_version(),
+                http_version=version,
                 keep_alive=parser.should_keep_alive(),
-                expect_continue=self._expect_continue,
+                # RFC 9110 section 10.1.1: ignore 100-continue from HTTP/1.0 clients.
+                expect_continue=self._expect_continue and version == "1.1",
                 # Only an upgrade llhttp will act on (Connection: upgrade present).
                 upgrade=self._upgrade if parser.should_upgrade() else None,
                 content_length=length,
@@ -243,8 +265,10 @@ class H1Parser:
         self._events.append(END_OF_MESSAGE)
 
 
+_OWS = (0x20, 0x09)
+_VERSIONS = frozenset({"1.1", "1.0"})
 _FRAMING_HEADERS = frozenset(
-    {b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"te"}
+    {b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"te", b"host"}
 )
 
 
@@ -323,6 +347,14 @@ def _check_value(name: bytes, value: Any) -> None:
 
 
 _NO_BODY_STATUS = frozenset({204, 304})
+_DEFAULT_NAMES = frozenset({b"server", b"date"})
+
+
+def _without(block: bytes, names: list[bytes]) -> bytes:
+    """Header lines of `block` whose (lower-case) names are not in `names`."""
+    lines = block.split(b"\r\n")
+    kept = [line for line in lines if line and line.split(b":", 1)[0].lower() not in names]
+    return b"".join(line + b"\r\n" for line in kept)
 
 
 class ResponseFramer:
@@ -357,12 +389,11 @@ class ResponseFramer:
         with its first body message, else None (a stream).
         """
         if not isinstance(status, int) or isinstance(status, bool):
-            raise AppResponseError(
-                f"http.response.start 'status' must be an int, got {status!r}"
-            )
+            raise AppResponseError(f"http.response.start 'status' must be an int, got {status!r}")
         parts = [status_line(status), default_headers]
         content_length: int | None = None
         te_chunked = False
+        overrides: list[bytes] | None = None
         try:
             for name, value in headers:
                 lowered = _lower_name(name)
@@ -376,12 +407,17 @@ class ResponseFramer:
                 elif lowered == b"connection" and b"close" in value.lower():
                     keep_alive = False
                     continue
+                elif lowered in _DEFAULT_NAMES:
+                    overrides = [lowered] if overrides is None else [*overrides, lowered]
                 parts += (name, b": ", value, b"\r\n")
         except (TypeError, ValueError) as exc:
             raise AppResponseError(
                 "http.response.start 'headers' must be an iterable of [name, value]"
                 f" byte pairs ({exc})"
             ) from None
+        if overrides is not None:
+            # The app's own Server or Date header replaces the server's default one.
+            parts[1] = _without(default_headers, overrides)
         no_body = method == "HEAD" or status in _NO_BODY_STATUS or status < 200
         if status < 200:
             raise AppResponseError(
