@@ -262,10 +262,10 @@ class Server:
         def check() -> None:
             if ctx.total_requests >= limit and not ctx.shutting_down:
                 ctx.on_idle = None
-                logger.info("Served %d requests (--limit-max-requests); leaving", limit)
                 if self.on_request_limit is not None:
                     self.on_request_limit()
                 else:
+                    logger.info("Served %d requests (the request limit); stopping", limit)
                     self.should_exit = True
 
         ctx.on_idle = check
