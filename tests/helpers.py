@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pier
+from pier.io.server import loop_factory
 
 START_TIMEOUT = 10.0
 LISTENING = re.compile(r"Listening on (http|https)://(\S+):(\d+)")
@@ -48,7 +49,11 @@ class RunningServer:
 
 @contextmanager
 def running_server(app: Any, **options: Any) -> Iterator[RunningServer]:
-    """Serve `app` in a thread until the block ends, then shut down gracefully."""
+    """Serve `app` in a thread until the block ends, then shut down gracefully.
+
+    The event loop is the config's (`loop="auto"`: uvloop when installed, as in
+    production); pass loop="asyncio" to pin behaviour on the standard loop.
+    """
     options.setdefault("port", 0)
     options.setdefault("log_level", "warning")
     options.setdefault("lifespan", "auto")
@@ -58,7 +63,8 @@ def running_server(app: Any, **options: Any) -> Iterator[RunningServer]:
 
     def target() -> None:
         try:
-            asyncio.run(server.serve())
+            with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
+                runner.run(server.serve())
         except BaseException as exc:  # reported to the test below
             failure.append(exc)
 
@@ -68,7 +74,7 @@ def running_server(app: Any, **options: Any) -> Iterator[RunningServer]:
     if failure:
         raise failure[0]
     if not server.started:
-        raise RuntimeError("pier did not start within %s s" % START_TIMEOUT)
+        raise RuntimeError(f"pier did not start within {START_TIMEOUT} s")
     host, port = server.bound_addresses[0][:2]
     try:
         yield RunningServer(server=server, host=host, port=port, thread=thread)

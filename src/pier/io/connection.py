@@ -26,6 +26,7 @@ from time import perf_counter
 from typing import Any, cast
 
 from pier.asgi.http import ASGIProtocolError, HTTPCycle, Phase, run_app
+from pier.asgi.proxy import apply_proxy_headers
 from pier.asgi.scope import ConnectionInfo, http_scope
 from pier.io.context import ServerContext
 from pier.io.tls import tls_extension
@@ -201,8 +202,6 @@ class H1Connection(asyncio.Protocol):
             return
         scope = http_scope(request, self.info, ctx.lifespan_state)
         if ctx.proxy is not None:
-            from pier.asgi.proxy import apply_proxy_headers
-
             apply_proxy_headers(scope, ctx.proxy)
         cycle = HTTPCycle(
             scope,
