@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import re
@@ -22,12 +23,23 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from pier.types import Message, Receive, Scope, Send
 from tests.helpers import PierProcess, RunningServer
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DEADLINE = 5.0
+
+# Transport behaviour (buffers, pause_reading, sendfile) differs between the two loops
+# pier runs on, so the tests that pin flow control and framing run on both.
+LOOPS = [
+    pytest.param("asyncio", id="asyncio"),
+    pytest.param("uvloop", id="uvloop", marks=pytest.mark.skipif(
+        importlib.util.find_spec("uvloop") is None,
+        reason="uvloop is not installed (not available on this platform)")),
+]
 
 
 # --- reading responses -------------------------------------------------------------------

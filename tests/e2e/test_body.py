@@ -20,8 +20,11 @@ import socket
 import threading
 import time
 
+import pytest
+
 from pier.types import Message, Receive, Scope, Send
 from tests.e2e._support import (
+    LOOPS,
     Conn,
     ConnectionClosedEarly,
     Gate,
@@ -96,14 +99,15 @@ def test_chunked_body_is_decoded_with_extensions_and_trailers() -> None:
     assert second.body == _digest(b"second")
 
 
-def test_chunked_body_sent_in_tiny_pieces() -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_chunked_body_sent_in_tiny_pieces(loop: str) -> None:
     probe = BodyProbe()
     body = os.urandom(3000)
     raw = (
         b"POST / HTTP/1.1\r\nHost: pier.test\r\nTransfer-Encoding: chunked\r\n\r\n"
         + chunked(*(body[i:i + 700] for i in range(0, len(body), 700)))
     )
-    with running_server(probe.app) as server, Conn.open(server) as conn:
+    with running_server(probe.app, loop=loop) as server, Conn.open(server) as conn:
         # Small separate sends split the framing at arbitrary points.
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for index in range(0, len(raw), 97):
@@ -112,10 +116,11 @@ def test_chunked_body_sent_in_tiny_pieces() -> None:
     assert response.body == _digest(body)
 
 
-def test_large_upload_arrives_in_several_messages() -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_large_upload_arrives_in_several_messages(loop: str) -> None:
     probe = BodyProbe()
     body = os.urandom(4 * MB)
-    with running_server(probe.app) as server, Conn.open(server) as conn:
+    with running_server(probe.app, loop=loop) as server, Conn.open(server) as conn:
         response = conn.request("POST", "/upload", body=body)
     assert response.body == _digest(body)
     messages = probe.messages[0]
@@ -165,7 +170,8 @@ def test_body_reaches_the_app_before_the_client_finished_sending() -> None:
     assert received == [b"0123456789"]
 
 
-def test_disconnect_is_received_after_the_response_was_sent() -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_disconnect_is_received_after_the_response_was_sent(loop: str) -> None:
     after: list[Message] = []
 
     @http_app
@@ -175,13 +181,14 @@ def test_disconnect_is_received_after_the_response_was_sent() -> None:
         # The connection stays open (keep-alive), yet this request is over.
         after.append(await asyncio.wait_for(receive(), 5))
 
-    with running_server(app) as server, Conn.open(server) as conn:
+    with running_server(app, loop=loop) as server, Conn.open(server) as conn:
         assert conn.request("GET", "/").status == 200
         wait_until(lambda: after, message="the app's receive() after the response to return")
     assert after[0]["type"] == "http.disconnect"
 
 
-def test_disconnect_is_received_when_the_client_leaves() -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_disconnect_is_received_when_the_client_leaves(loop: str) -> None:
     waiting = threading.Event()
     after: list[Message] = []
 
@@ -191,7 +198,7 @@ def test_disconnect_is_received_when_the_client_leaves() -> None:
         waiting.set()
         after.append(await receive())
 
-    with running_server(app) as server:
+    with running_server(app, loop=loop) as server:
         with Conn.open(server) as conn:
             conn.send(build_request("GET", "/long-poll"))
             assert waiting.wait(5)
@@ -200,7 +207,8 @@ def test_disconnect_is_received_when_the_client_leaves() -> None:
         assert after[0]["type"] == "http.disconnect"
 
 
-def test_disconnect_is_received_when_the_client_leaves_mid_body() -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_disconnect_is_received_when_the_client_leaves_mid_body(loop: str) -> None:
     got_part = threading.Event()
     messages: list[Message] = []
 
@@ -214,7 +222,7 @@ def test_disconnect_is_received_when_the_client_leaves_mid_body() -> None:
             if message.get("body"):
                 got_part.set()
 
-    with running_server(app) as server:
+    with running_server(app, loop=loop) as server:
         with Conn.open(server) as conn:
             conn.send(build_request("POST", "/", headers=[("Content-Length", "1000")]) + b"x" * 10)
             assert got_part.wait(5)
@@ -248,7 +256,8 @@ def test_unread_body_is_never_parsed_as_a_request() -> None:
     assert "/smuggled" not in seen, f"the body was served as a request: {seen}"
 
 
-def test_server_does_not_buffer_an_upload_the_app_does_not_read() -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_server_does_not_buffer_an_upload_the_app_does_not_read(loop: str) -> None:
     total = 50 * MB
     reached = threading.Event()
     gate = Gate()
@@ -266,7 +275,7 @@ def test_server_does_not_buffer_an_upload_the_app_does_not_read() -> None:
         await respond(send, 200, str(size).encode())
 
     chunk = memoryview(b"u" * 65536)
-    with running_server(app) as server, Conn.open(server, timeout=20) as conn:
+    with running_server(app, loop=loop) as server, Conn.open(server, timeout=20) as conn:
         try:
             conn.send(build_request("POST", "/", headers=[("Content-Length", str(total))]))
             assert reached.wait(5)
@@ -293,7 +302,8 @@ def test_server_does_not_buffer_an_upload_the_app_does_not_read() -> None:
     assert response.body == str(total).encode(), "the paused upload must resume intact"
 
 
-def test_streaming_response_waits_for_a_client_that_does_not_read() -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_streaming_response_waits_for_a_client_that_does_not_read(loop: str) -> None:
     total = 100 * MB
     piece = b"d" * 65536
     produced = [0]
@@ -310,7 +320,7 @@ def test_streaming_response_waits_for_a_client_that_does_not_read() -> None:
         await send({"type": "http.response.body", "body": b""})
         finished.set()
 
-    with running_server(app) as server, Conn.open(server, timeout=30) as conn:
+    with running_server(app, loop=loop) as server, Conn.open(server, timeout=30) as conn:
         # A small client receive buffer keeps what the kernel absorbs small.
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         conn.send(build_request("GET", "/big"))

@@ -25,6 +25,7 @@ import pytest
 
 from pier.types import Receive, Scope, Send
 from tests.e2e._support import (
+    LOOPS,
     Conn,
     Gate,
     Recorder,
@@ -57,8 +58,10 @@ def test_keep_alive_serves_two_requests_on_one_connection() -> None:
     assert recorder.bodies == [b"", b"data"]
 
 
-def test_idle_keep_alive_connection_is_closed_after_the_timeout() -> None:
-    with running_server(echo_app, timeout_keep_alive=0.3) as server, Conn.open(server) as conn:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_idle_keep_alive_connection_is_closed_after_the_timeout(loop: str) -> None:
+    with running_server(echo_app, timeout_keep_alive=0.3, loop=loop) as server, \
+            Conn.open(server) as conn:
         assert conn.request("GET", "/").status == 200
         started = time.monotonic()
         assert conn.wait_closed(timeout=5) == b""
@@ -87,7 +90,8 @@ def test_keep_alive_timeout_does_not_cut_a_slow_request() -> None:
         assert conn.read_response().body == b"slow but complete"
 
 
-def test_pipelined_requests_are_answered_in_order() -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_pipelined_requests_are_answered_in_order(loop: str) -> None:
     gate = Gate()
     first_in_app = threading.Event()
 
@@ -106,7 +110,7 @@ def test_pipelined_requests_are_answered_in_order() -> None:
           b"3\r\nabc\r\n0\r\n\r\n"
         + build_request("GET", "/third")
     )
-    with running_server(app) as server, Conn.open(server) as conn:
+    with running_server(app, loop=loop) as server, Conn.open(server) as conn:
         try:
             conn.send(burst)
             assert first_in_app.wait(5)
@@ -129,7 +133,8 @@ def test_a_burst_of_fifty_pipelined_requests() -> None:
     assert bodies == [f"GET /{index}:".encode() for index in range(50)]
 
 
-def test_expect_100_continue_is_sent_when_the_app_reads_the_body() -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_expect_100_continue_is_sent_when_the_app_reads_the_body(loop: str) -> None:
     gate = Gate()
     in_app = threading.Event()
 
@@ -142,7 +147,7 @@ def test_expect_100_continue_is_sent_when_the_app_reads_the_body() -> None:
 
     head = build_request("POST", "/", headers=[("Expect", "100-continue"),
                                                 ("Content-Length", "5")])
-    with running_server(app) as server, Conn.open(server) as conn:
+    with running_server(app, loop=loop) as server, Conn.open(server) as conn:
         try:
             conn.send(head)
             assert in_app.wait(5)
@@ -293,7 +298,8 @@ def test_extra_headers_option_adds_headers_to_every_response(headers: list[Any])
         assert response.header_list("x-extra") == ["one"]
 
 
-def test_limit_concurrency_answers_503_beyond_the_limit() -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_limit_concurrency_answers_503_beyond_the_limit(loop: str) -> None:
     gate = Gate()
     in_app = [0]
 
@@ -303,7 +309,7 @@ def test_limit_concurrency_answers_503_beyond_the_limit() -> None:
         await gate.wait()
         await respond(send, 200, b"served")
 
-    with running_server(app, limit_concurrency=2) as server:
+    with running_server(app, limit_concurrency=2, loop=loop) as server:
         first, second, third = Conn.open(server), Conn.open(server), Conn.open(server)
         try:
             first.send(build_request("GET", "/1"))

@@ -23,6 +23,7 @@ import pytest
 
 from pier.types import Receive, Scope, Send
 from tests.e2e._support import (
+    LOOPS,
     Conn,
     ConnectionClosedEarly,
     Gate,
@@ -73,7 +74,8 @@ def test_single_body_without_length_is_framed_and_keeps_the_connection() -> None
     assert first.body == second.body == b"no length given"
 
 
-def test_streaming_without_length_is_chunked_and_incremental() -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_streaming_without_length_is_chunked_and_incremental(loop: str) -> None:
     gate = Gate()
 
     @http_app
@@ -85,7 +87,7 @@ def test_streaming_without_length_is_chunked_and_incremental() -> None:
         await send({"type": "http.response.body", "body": b"second", "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
-    with running_server(app) as server, Conn.open(server) as conn:
+    with running_server(app, loop=loop) as server, Conn.open(server) as conn:
         try:
             conn.send(build_request("GET", "/stream"))
             head = conn.read_head()
@@ -359,14 +361,15 @@ def test_app_exception_is_a_500_and_the_server_keeps_serving() -> None:
     assert calls == ["/boom", "/after"]
 
 
-def test_app_exception_after_the_response_started_closes_the_connection() -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_app_exception_after_the_response_started_closes_the_connection(loop: str) -> None:
     @broken_app
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"partial", "more_body": True})
         raise RuntimeError("failed half way")
 
-    with running_server(app) as server, capture_logs() as logs:
+    with running_server(app, loop=loop) as server, capture_logs() as logs:
         with Conn.open(server) as conn:
             conn.send(build_request("GET", "/broken"))
             with pytest.raises(ConnectionClosedEarly) as closed:
@@ -445,12 +448,13 @@ def _pathsend_app(path: Path, *, with_length: bool) -> Any:
     return app
 
 
+@pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("with_length", [True, False])
-def test_pathsend_serves_the_file(tmp_path: Path, with_length: bool) -> None:
+def test_pathsend_serves_the_file(tmp_path: Path, with_length: bool, loop: str) -> None:
     path = tmp_path / "payload.bin"
     content = os.urandom(300_000)
     path.write_bytes(content)
-    with running_server(_pathsend_app(path, with_length=with_length)) as server, \
+    with running_server(_pathsend_app(path, with_length=with_length), loop=loop) as server, \
             Conn.open(server) as conn:
         first = conn.request("GET", "/file")
         second = conn.request("GET", "/file")
