@@ -21,6 +21,7 @@ import enum
 import logging
 from typing import Any, Protocol
 
+from pier.logging import escape
 from pier.types import ASGIApp, Message, Scope
 
 logger = logging.getLogger("pier.error")
@@ -293,7 +294,7 @@ async def run_app(app: ASGIApp, cycle: HTTPCycle, sink: AppFailureSink) -> None:
                 " called with those three arguments (an ASGI2 app needs --interface asgi2)",
                 type(awaitable).__name__,
                 scope["method"],
-                scope["path"],
+                escape(scope["path"]),
             )
             del exc
             sink.app_failed(cycle)
@@ -303,12 +304,14 @@ async def run_app(app: ASGIApp, cycle: HTTPCycle, sink: AppFailureSink) -> None:
                 "The ASGI app returned %r for %s %s; ASGI apps should return None",
                 result,
                 scope["method"],
-                scope["path"],
+                escape(scope["path"]),
             )
     except ClientDisconnected:
         pass  # the client left while the app was sending; nothing is owed to anyone
     except ASGIProtocolError as exc:
-        logger.error("ASGI protocol error in %s %s: %s", scope["method"], scope["path"], exc)
+        logger.error(
+            "ASGI protocol error in %s %s: %s", scope["method"], escape(scope["path"]), exc
+        )
         sink.app_failed(cycle)
         return
     except asyncio.CancelledError:
@@ -319,7 +322,7 @@ async def run_app(app: ASGIApp, cycle: HTTPCycle, sink: AppFailureSink) -> None:
             logger.error(
                 "Exception in ASGI application for %s %s",
                 scope["method"],
-                scope["path"],
+                escape(scope["path"]),
                 exc_info=exc,
             )
         sink.app_failed(cycle)
@@ -333,14 +336,14 @@ async def run_app(app: ASGIApp, cycle: HTTPCycle, sink: AppFailureSink) -> None:
                     "The ASGI app returned without sending a response for %s %s"
                     " (expected 'http.response.start' then 'http.response.body')",
                     scope["method"],
-                    scope["path"],
+                    escape(scope["path"]),
                 )
             else:
                 logger.error(
                     "The ASGI app returned before finishing its response for %s %s"
                     " (the last 'http.response.body' must have more_body=False)",
                     scope["method"],
-                    scope["path"],
+                    escape(scope["path"]),
                 )
             sink.app_failed(cycle)
             return
