@@ -123,7 +123,7 @@ class Conn:
         del self.buffer[:count]
         return data
 
-    def _line(self, what: str) -> bytes:
+    def read_line(self, what: str = "a line") -> bytes:
         while b"\r\n" not in self.buffer:
             if not self._fill():
                 raise ConnectionClosedEarly(
@@ -186,7 +186,7 @@ class Conn:
     def _read_chunked(self) -> tuple[bytes, list[tuple[str, str]]]:
         body = bytearray()
         while True:
-            size_line = self._line("a chunk size")
+            size_line = self.read_line("a chunk size")
             size = int(size_line.split(b";")[0].strip(), 16)
             if size == 0:
                 break
@@ -200,7 +200,7 @@ class Conn:
             body += chunk[:-2]
         trailers = []
         while True:
-            line = self._line("the trailer section")
+            line = self.read_line("the trailer section")
             if not line:
                 break
             name, _, value = line.partition(b":")
@@ -209,7 +209,7 @@ class Conn:
 
     def read_chunk(self) -> bytes:
         """The next chunk of a chunked body whose head was read (b"" for the last one)."""
-        size = int(self._line("a chunk size").split(b";")[0].strip(), 16)
+        size = int(self.read_line("a chunk size").split(b";")[0].strip(), 16)
         if size == 0:
             return b""
         while len(self.buffer) < size + 2:

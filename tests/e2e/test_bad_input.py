@@ -410,5 +410,9 @@ def test_control_characters_from_requests_are_escaped_in_log_lines() -> None:
     logged = [line for line in output.splitlines() if "red" in line]
     assert logged, f"the request was not logged:\n{output}"
     assert any("INJECTED-LINE" in line for line in logged), "CR/LF split the log line"
+    # The access line still says who asked what and how it went.
+    access = next(line for line in logged if "INJECTED-LINE" in line)
+    for part in ("127.0.0.1", "GET", "200"):
+        assert part in access, access
     assert not any(line.startswith("INJECTED-LINE") for line in output.splitlines())
 

@@ -338,3 +338,43 @@ def test_limit_concurrency_answers_503_beyond_the_limit(loop: str) -> None:
                 return conn.request("GET", "/later").status == 200
 
         wait_until(served, message="a request to be served again after the limit cleared")
+
+
+def test_connections_are_released_however_clients_leave() -> None:
+    streaming = threading.Event()
+
+    @http_app
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/endless":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            streaming.set()
+            piece = b"e" * 65536
+            try:
+                for _ in range(2000):
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+            except OSError:
+                return  # ASGI 2.4: send() on a closed connection may raise
+            return
+        await read_body(receive)
+        await respond(send, 200, b"ok")
+
+    with running_server(app) as server:
+        with Conn.open(server) as conn:  # a normal keep-alive exchange
+            assert conn.request("GET", "/").status == 200
+        with Conn.open(server) as conn:  # gone in the middle of a request head
+            conn.send(b"GET / HTTP/1.1\r\nHost: pier.te")
+        with Conn.open(server) as conn:  # gone in the middle of a request body
+            conn.send(build_request("POST", "/", headers=[("Content-Length", "1000")]) + b"x")
+        with Conn.open(server) as conn:  # gone in the middle of a streamed response
+            conn.send(build_request("GET", "/endless"))
+            assert streaming.wait(5)
+            conn.read_head()
+        with Conn.open(server) as conn:  # refused as malformed
+            conn.send(b"NOT HTTP AT ALL\r\n\r\n")
+            conn.wait_closed()
+        with Conn.open(server):  # connected and left without a byte
+            pass
+        wait_until(lambda: server.server.statistics()["connections"] == 0,
+                   message="every connection to be released")
+        with Conn.open(server) as conn:
+            assert conn.request("GET", "/").status == 200

@@ -101,7 +101,7 @@ def test_streaming_without_length_is_chunked_and_incremental(loop: str) -> None:
         while chunk := conn.read_chunk():
             rest += chunk
         assert rest == b"second"
-        assert conn._line("the end of the chunked body") == b""
+        assert conn.read_line("the end of the chunked body") == b""
         # The connection is reusable after the zero-length chunk.
         assert conn.request("GET", "/stream").body == b"first,second"
 
