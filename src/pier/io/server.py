@@ -307,6 +307,7 @@ class Server:
             # it now loses that request (RFC 9112 section 9.6 allows the close, but the
             # client sees a failure). Serving ctx.shutting_down answers every request
             # from here on with "Connection: close"; only what stays idle is closed.
+            check_idle()
             idle_waiter = asyncio.ensure_future(drained.wait())
             await asyncio.wait([idle_waiter], timeout=self.drain_idle)
             idle_waiter.cancel()

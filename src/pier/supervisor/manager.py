@@ -259,6 +259,15 @@ class Supervisor:
     def _on_recycle(self, worker: WorkerProcess) -> None:
         if self.stopping or worker.leaving or worker.state is not State.READY:
             return
+        others = [w for w in self._serving() if w is not worker and w.state is State.READY]
+        if others:
+            # The others keep accepting: it can leave now, so "about N requests" stays
+            # about N, and its replacement starts at the same time.
+            logger.info("Worker [%d] reached --limit-max-requests; replacing it", worker.pid)
+            worker.stop()
+            self._ops.put_nowait(self._reconcile)
+            return
+        # The only worker: capacity first (rule 3), it serves until the new one is READY.
         worker.leaving = True
         logger.info(
             "Worker [%d] reached --limit-max-requests; starting its replacement", worker.pid
@@ -442,8 +451,12 @@ class Supervisor:
         old = list(self.workers)
         for worker in old:
             worker.stop()
-        await asyncio.gather(*(w.wait_stopped(self.stop_deadline) for w in old))
+        # The new worker imports the changed code while the old one finishes: the
+        # old one has stopped accepting already, and it is done long before the
+        # new one's lifespan startup could collide with its shutdown.
+        stopped = asyncio.gather(*(w.wait_stopped(self.stop_deadline) for w in old))
         await self._start(self.target, during="reload")
+        await stopped
 
     # Reload ------------------------------------------------------------------------------
 
