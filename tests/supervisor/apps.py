@@ -41,7 +41,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
         return
-    path = scope["path"]
+    path = scope["path"][len(scope["root_path"]) :]  # the path below --root-path
     if path == "/block":
         # The fault under test: a handler that never yields to its event loop.
         threading.Event().wait()
