@@ -443,6 +443,13 @@ class _Core(ServerProtocol):
             return  # answered by the glue (rule 3), so not by super()
         elif opcode is _PONG:
             self.out.append(Pong(bytes(frame.data)))
+        elif opcode is _CLOSE and self.current_size is not None:
+            # A close frame may come between the fragments of a message (control
+            # frames interleave, RFC 6455 section 5.4): the unfinished message is
+            # dropped and the close is a normal one, which websockets would refuse.
+            self.current_size = None
+            self._parts = []
+            self._decoder = None
         super().recv_frame(frame)
         if opcode is _CLOSE:
             close = self.close_rcvd
