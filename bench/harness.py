@@ -358,11 +358,11 @@ def run_wrk(scenario: Scenario, port: int, seconds: int, settings: Settings) -> 
     raise MeasureFailed(f"wrk gave no summary: {finished.stderr.strip()[-200:]}")
 
 
+WRK_ERRORS = ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
+
+
 def wrk_errors(summary: dict[str, Any]) -> int:
-    return sum(
-        int(summary[key])
-        for key in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
-    )
+    return sum(int(summary[key]) for key in WRK_ERRORS)
 
 
 def measure_wrk(
@@ -381,6 +381,9 @@ def measure_wrk(
     if requests == 0:
         raise MeasureFailed(f"no request completed; wrk errors {summary}")
     errors = wrk_errors(summary)
+    for key in WRK_ERRORS:
+        if summary[key]:
+            metrics[key] = float(summary[key])
     metrics.update(
         rate=requests / (summary["duration_us"] / 1e6),
         cpu_us=metrics["server_cpu_s"] / requests * 1e6,
@@ -537,6 +540,7 @@ def run_once(spec: ServerSpec, scenario: Scenario, settings: Settings, round_: i
         keep_alive=120 if idle else None,
         max_connections=settings.idle_count + 100 if idle else None,
     )
+    began = time.monotonic()
     stem = f"{scenario.key}-{spec.name}-r{round_ + 1}"
     log = LOGS / f"{stem}.log"
     client_log = LOGS / f"{stem}.client.log"
@@ -562,6 +566,7 @@ def run_once(spec: ServerSpec, scenario: Scenario, settings: Settings, round_: i
         )
     except (MeasureFailed, OSError, subprocess.SubprocessError) as exc:
         return RunResult("failed", f"{type(exc).__name__}: {exc}", round=round_)
+    metrics["run_s"] = time.monotonic() - began
     return RunResult("ok", metrics=metrics, round=round_)
 
 

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -28,7 +29,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 HOST = "127.0.0.1"
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -166,9 +167,9 @@ class EchoProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.handshake)
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.handshake)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.opened.done():
@@ -271,7 +272,7 @@ async def websocket_echo(args: argparse.Namespace) -> None:
         emit("ERROR", {"refused": str(exc)})
         return
     except (ProtocolFailure, TimeoutError) as exc:
-        emit("ERROR", {"failure": str(exc) or type(exc).__name__})
+        emit("ERROR", {"failure": str(exc) or "WebSocket handshakes unanswered after 10 s"})
         return
     # Warm-up and measurement are periods of load, not synchronisation.
     await asyncio.sleep(args.warmup)
@@ -436,11 +437,21 @@ def run_latency(args: argparse.Namespace) -> None:
 # --- idle keep-alive connections ------------------------------------------------------
 
 
+@dataclass
+class Opening:
+    """A connection on its way to idle: connecting, then awaiting its one response."""
+
+    sock: socket.socket
+    sent: bool = False
+    buffer: bytearray = field(default_factory=bytearray)
+
+
 def run_idle(args: argparse.Namespace) -> None:
     """Open `count` connections, one request each, then hold them idle until told.
 
-    Connections are opened one after another (blocking), which keeps every server's
-    listen backlog out of the picture; the server answers each before the next opens.
+    At most `parallel` connections are being opened at once (below every server's
+    default listen backlog, hypercorn's 100 being the smallest), so no SYN is dropped
+    and retried a second later.
     """
     limit = raise_fd_limit()
     if limit < args.count + 64:
@@ -454,29 +465,67 @@ def run_idle(args: argparse.Namespace) -> None:
         return
     request = http_request("GET", args.path, args.port)
     sockets: list[socket.socket] = []
+    pending: dict[int, Opening] = {}
+    poller = select.epoll()
+    started = 0
     failures = 0
     first_error = ""
-    for _ in range(args.count):
-        try:
-            sock = socket.create_connection((HOST, args.port), timeout=10)
-            sock.sendall(request)
-            buffer = bytearray()
-            while True:
-                parsed = response_length(buffer)
-                if parsed is not None:
-                    break
-                data = sock.recv(65536)
+
+    def fail(opening: Opening, reason: str) -> None:
+        nonlocal failures, first_error
+        failures += 1
+        first_error = first_error or reason
+        with contextlib.suppress(KeyError, OSError):
+            poller.unregister(opening.sock.fileno())
+        pending.pop(opening.sock.fileno(), None)
+        opening.sock.close()
+
+    while (started < args.count or pending) and failures <= 100:
+        while started < args.count and len(pending) < args.parallel:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            started += 1
+            code = sock.connect_ex((HOST, args.port))
+            opening = Opening(sock)
+            if code not in (0, errno.EINPROGRESS):
+                fail(opening, f"connect: {os.strerror(code)}")
+                continue
+            pending[sock.fileno()] = opening
+            poller.register(sock.fileno(), select.EPOLLOUT)
+        events = poller.poll(10.0)
+        if not events:
+            for opening in list(pending.values()):
+                fail(opening, "no answer within 10 s")
+            continue
+        for fd, _ in events:
+            opening = pending[fd]
+            try:
+                if not opening.sent:
+                    code = opening.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if code:
+                        fail(opening, f"connect: {os.strerror(code)}")
+                        continue
+                    opening.sock.send(request)
+                    opening.sent = True
+                    poller.modify(fd, select.EPOLLIN)
+                    continue
+                data = opening.sock.recv(65536)
                 if not data:
-                    raise ProtocolFailure("connection closed before the response ended")
-                buffer += data
+                    fail(opening, "closed before the response ended")
+                    continue
+                opening.buffer += data
+                parsed = response_length(opening.buffer)
+            except (OSError, ProtocolFailure) as exc:
+                fail(opening, f"{type(exc).__name__}: {exc}")
+                continue
+            if parsed is None:
+                continue
             if parsed[0] != 200:
-                raise ProtocolFailure(f"status {parsed[0]}")
-            sockets.append(sock)
-        except (OSError, ProtocolFailure) as exc:
-            failures += 1
-            first_error = first_error or f"{type(exc).__name__}: {exc}"
-            if failures > 100:
-                break
+                fail(opening, f"status {parsed[0]}")
+                continue
+            poller.unregister(fd)
+            del pending[fd]
+            sockets.append(opening.sock)
     emit("READY", {"opened": len(sockets), "failed": failures, "first_error": first_error})
     for line in sys.stdin:
         command = line.strip()
@@ -509,6 +558,7 @@ def main(argv: list[str] | None = None) -> None:
     latency.add_argument("--connections", type=int, default=16)
     idle = sub.add_parser("idle", help="hold many idle keep-alive connections")
     idle.add_argument("--count", type=int, default=10_000)
+    idle.add_argument("--parallel", type=int, default=64)
     for command in (ws, latency, idle):
         command.add_argument("--port", type=int, required=True)
         command.add_argument("--path", default="/")

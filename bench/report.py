@@ -26,6 +26,7 @@ from bench.servers import BASELINE, ServerSpec, pier_revision
 SATURATED_CLIENT = 0.90
 FOREIGN_LOAD = 0.05
 ROUND_SPREAD = 0.10
+ERROR_KINDS = ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
 FRAMEWORK_PACKAGES = (
     "starlette",
     "fastapi",
@@ -123,8 +124,16 @@ def warnings(scenario: Scenario, outcome: Outcome) -> list[str]:
         return [f"{outcome.status}: {outcome.reason}"]
     notes: list[str] = []
     median = outcome.median()
-    if median.get("error_fraction", 0) > 0 or median.get("errors", 0) > 0:
-        notes.append(f"{median.get('errors', 0):.0f} errors per run")
+    if median.get("errors", 0) > 0:
+        kinds = [
+            f"{median[key]:.0f} {key.replace('_errors', '').replace('_', ' ')}"
+            for key in ERROR_KINDS
+            if median.get(key, 0) > 0
+        ]
+        notes.append(
+            f"{median['errors']:.0f} errors per run"
+            + (f" ({', '.join(kinds)}; wrk reconnects after each)" if kinds else "")
+        )
     if scenario.kind in ("wrk", "websocket") and median.get("client_busy", 0) >= SATURATED_CLIENT:
         notes.append(f"load client at {median['client_busy']:.0%} of its core: may be client-bound")
     others = [

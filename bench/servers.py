@@ -69,69 +69,32 @@ def _python() -> list[str]:
     return [sys.executable]
 
 
+def _flags(text: str) -> list[str]:
+    return text.split()
+
+
 def _pier_command(launch: Launch) -> list[str]:
-    command = [
-        *_python(),
-        "-m",
-        "pier",
-        launch.app,
-        "--host",
-        HOST,
-        "--port",
-        str(launch.port),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+    command = [*_python(), "-m", "pier", launch.app, "--host", HOST, "--port", str(launch.port)]
+    command += _flags("--no-access-log --log-level warning")
     if launch.keep_alive is not None:
         command += ["--timeout-keep-alive", str(launch.keep_alive)]
     return command
 
 
 def _uvicorn_command(launch: Launch) -> list[str]:
-    command = [
-        *_python(),
-        "-m",
-        "uvicorn",
-        launch.app,
-        "--host",
-        HOST,
-        "--port",
-        str(launch.port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+    command = [*_python(), "-m", "uvicorn", launch.app, "--host", HOST, "--port", str(launch.port)]
+    command += _flags("--loop uvloop --http httptools --no-access-log --log-level warning")
     if launch.keep_alive is not None:
         command += ["--timeout-keep-alive", str(launch.keep_alive)]
     return command
 
 
 def _granian_command(launch: Launch) -> list[str]:
-    command = [
-        *_python(),
-        "-m",
-        "granian",
-        "--interface",
-        "asgi",
-        "--host",
-        HOST,
-        "--port",
-        str(launch.port),
-        "--workers",
-        "1",
-        "--runtime-threads",
-        "1",
-        "--loop",
-        "uvloop",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+    command = [*_python(), "-m", "granian", "--host", HOST, "--port", str(launch.port)]
+    command += _flags(
+        "--interface asgi --workers 1 --runtime-threads 1 --loop uvloop "
+        "--no-access-log --log-level warning"
+    )
     if launch.max_connections is not None:
         # granian admits at most `backpressure` connections at once (default: backlog,
         # 1024); the rest wait unserved, which would not measure idle connections.
@@ -144,24 +107,12 @@ def _granian_command(launch: Launch) -> list[str]:
 
 
 def _gunicorn_command(launch: Launch) -> list[str]:
-    command = [
-        *_python(),
-        "-m",
-        "gunicorn",
-        launch.app,
-        "--bind",
-        f"{HOST}:{launch.port}",
-        "--workers",
-        "1",
-        "--worker-class",
-        "asgi",
-        "--asgi-loop",
-        "uvloop",
-        "--http-parser",
-        "fast",
-        "--log-level",
-        "warning",
-    ]
+    command = [*_python(), "-m", "gunicorn", launch.app, "--bind", f"{HOST}:{launch.port}"]
+    # No control socket: it is a second listener in $HOME that runs would share.
+    command += _flags(
+        "--workers 1 --worker-class asgi --asgi-loop uvloop --http-parser fast "
+        "--log-level warning --no-control-socket"
+    )
     if launch.keep_alive is not None:
         command += ["--keep-alive", str(launch.keep_alive)]
     if launch.max_connections is not None:
@@ -170,20 +121,8 @@ def _gunicorn_command(launch: Launch) -> list[str]:
 
 
 def _hypercorn_command(launch: Launch) -> list[str]:
-    command = [
-        *_python(),
-        "-m",
-        "hypercorn",
-        launch.app,
-        "--bind",
-        f"{HOST}:{launch.port}",
-        "--workers",
-        "1",
-        "--worker-class",
-        "uvloop",
-        "--log-level",
-        "warning",
-    ]
+    command = [*_python(), "-m", "hypercorn", launch.app, "--bind", f"{HOST}:{launch.port}"]
+    command += _flags("--workers 1 --worker-class uvloop --log-level warning")
     if launch.keep_alive is not None:
         command += ["--keep-alive", str(launch.keep_alive)]
     return command
