@@ -1,7 +1,8 @@
 """TLS: https in the scope, the ASGI `tls` extension, client certificates, ALPN, and every
 way a certificate option can be wrong, each one error that names the fix.
 
-Pins: ASGI HTTP connection scope spec 2.4 ("scheme": "https") and the ASGI "TLS"
+Pins: ASGI HTTP and WebSocket connection scopes, spec 2.4 ("scheme": "https" / "wss"),
+and the ASGI "TLS"
 extension (server_cert, client_cert_chain, client_cert_name in RFC 4514 form,
 client_cert_error, tls_version as the TLS record version number, cipher_suite as the
 IANA number); RFC 7301 (ALPN: the server selects http/1.1); RFC 8446 / RFC 5246 (a
@@ -128,6 +129,28 @@ def test_plain_http_on_a_tls_port_does_not_reach_the_app(certs: Certs) -> None:
         except ConnectionResetError:
             pass
         assert b"HTTP/1.1 200" not in data
+
+
+def test_websocket_over_tls_is_wss_with_the_tls_extension(certs: Certs) -> None:
+    client = pytest.importorskip("websockets.sync.client",
+                                 reason="the wss test needs the websockets package")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            tls = scope["extensions"]["tls"]
+            await send({"type": "websocket.send", "text": json.dumps(
+                {"scheme": scope["scheme"], "tls_version": tls["tls_version"]}
+            )})
+            await send({"type": "websocket.close"})
+
+    with running_server(app, lifespan="off", ssl_certfile=str(certs.server_pem)) as server, \
+            client.connect(f"wss://127.0.0.1:{server.port}/",
+                           ssl=client_context(certs)) as websocket:
+        seen = json.loads(websocket.recv())
+    assert seen["scheme"] == "wss"
+    assert seen["tls_version"] in (0x0303, 0x0304)
 
 
 def test_workers_listen_on_https(certs: Certs) -> None:

@@ -52,6 +52,16 @@ def test_workers_serve_and_sigterm_stops_them_all() -> None:
         assert "Finished supervisor process" in server.output
 
 
+def test_workers_stop_when_the_supervisor_is_killed() -> None:
+    with pier(APP, "--workers", "2", *QUIET) as server:
+        workers = started_pids(server)
+        server.signal(signal.SIGKILL)
+        server.wait()
+        # No orphans: each worker sees its control channel close and stops gracefully.
+        wait_until(lambda: not any(alive(pid) for pid in workers), what="workers gone")
+        assert "The supervisor is gone; stopping this worker" in server.output
+
+
 def test_sigterm_lets_a_request_in_flight_finish() -> None:
     # Kubernetes-style drain: stop accepting, finish in-flight, exit.
     with pier(APP, "--workers", "2", *QUIET) as server:
