@@ -11,13 +11,18 @@ Rules:
    READY (listening, lifespan started), and only then stopping the old one (SIGTERM:
    it stops accepting, answers what it has, closes). Under load nothing fails: the
    listening socket is shared, so the other workers (and the new one) keep accepting.
+   One exception: a worker done with --limit-max-requests leaves at once when other
+   workers are serving (so "about N requests" stays about N); its replacement starts
+   at the same time.
 4. A worker that exits before READY failed at start-up (import error, lifespan
    failure, bind error); its own error is already on stderr. At first start, or while
    replacing a worker, that stops the whole server with exit code 1 (never a restart
    loop). During a SIGHUP rolling restart the running workers keep serving and the
    restart stops. With --reload the supervisor waits for the next file change.
 5. A worker that dies while serving is replaced (with --reload: restarted on the next
-   change). One that misses its health check is killed (SIGKILL), then replaced.
+   change). One that misses its health check is killed (SIGKILL), then replaced. With
+   --reload there is no health check unless --timeout-worker-healthcheck is given: a
+   developer stopped at a breakpoint has a blocked event loop on purpose.
 
 Signals: SIGINT/SIGTERM graceful stop (twice: workers stop at once); SIGHUP rolling
 restart (with --reload: reload now); SIGTTIN one worker more; SIGTTOU one fewer.
@@ -357,7 +362,9 @@ class Supervisor:
             self._spec(), notify=self._notify, app_label=app_label(self.config)
         )
         self.workers.append(worker)
-        worker.watch_health(self.config.timeout_worker_healthcheck)
+        config = self.config
+        if not config.reload or "timeout_worker_healthcheck" in config.given:
+            worker.watch_health(config.timeout_worker_healthcheck)
         return worker
 
     async def _start(self, count: int, *, during: str) -> bool:
