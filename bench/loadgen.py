@@ -346,9 +346,10 @@ def run_latency(args: argparse.Namespace) -> None:
     cpu_started = 0.0
     first_error = ""
 
-    def send(connection: Connection, intended: float, now: float) -> None:
+    def send(connection: Connection, intended: float, now: float, *, queued: bool) -> None:
         connection.intended = intended
-        if intended >= measure_from:
+        # The client's own lateness; a queued request's wait is the server's doing.
+        if intended >= measure_from and not queued:
             lags.append(now - intended)
         connection.sock.send(request)
 
@@ -362,7 +363,7 @@ def run_latency(args: argparse.Namespace) -> None:
             intended = begin + next_index * interval
             next_index += 1
             if idle:
-                send(idle.popleft(), intended, now)
+                send(idle.popleft(), intended, now, queued=False)
             else:
                 queued.append(intended)
                 queue_peak = max(queue_peak, len(queued))
@@ -403,7 +404,7 @@ def run_latency(args: argparse.Namespace) -> None:
             elif measure_from <= intended < measure_to:
                 latencies.append(done_at - intended)
             if queued:
-                send(connection, queued.popleft(), done_at)
+                send(connection, queued.popleft(), done_at, queued=True)
             else:
                 idle.append(connection)
     if not announced:

@@ -382,9 +382,10 @@ def to_markdown(
         "then the client checks how many are still open. Keep-alive timeouts are raised "
         "to 120 s where the server has one; granian's connection cap (backpressure) "
         "and gunicorn's worker-connections are raised to fit.",
-        '- Flags: "load core busy" means the load generator\'s core was nearly saturated '
-        '(the figure may be the client\'s limit); "other load on the server core" is '
-        "CPU used by other processes on a shared machine during the measurement.",
+        "- Notes flag what to distrust: a load client using >= 90% of its core (the "
+        "figure may be the client's limit, not the server's), and CPU used by other "
+        "processes on either core during the measurement (a shared machine; from "
+        "/proc/stat minus the server's and the client's own CPU time).",
         "",
         "## Summary: ratio to uvicorn",
         "",
