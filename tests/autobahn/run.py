@@ -119,6 +119,8 @@ class PierServer:
                 self.proc.kill()
                 self.proc.wait()
         self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         return self.proc.returncode
 
 
