@@ -146,6 +146,12 @@ def warnings(scenario: Scenario, outcome: Outcome) -> list[str]:
     key, _ = primary(scenario)
     if spread(outcome, key) >= ROUND_SPREAD:
         notes.append(f"rounds spread {spread(outcome, key):.0%}")
+    # More lines than counted requests is expected (requests in flight when wrk stops
+    # are logged but not counted); fewer means the server did not log every request.
+    if scenario.access_log and median.get("access_lines_per_request", 0) < 0.95:
+        notes.append(
+            f"only {median.get('access_lines_per_request', 0):.2f} access-log lines per request"
+        )
     if scenario.kind == "idle" and median.get("alive", 0) < median.get("opened", 0):
         notes.append(f"only {median['alive']:.0f} of {median['opened']:.0f} still open")
     if scenario.kind == "idle" and median.get("failed", 0):
@@ -407,7 +413,7 @@ def to_markdown(
                 else status_cell(outcome)
             )
         out.append(f"| {scenario.title} ({what}) | " + " | ".join(cells) + " |")
-        if scenario.kind in ("wrk", "websocket") and scenario.key == "hello":
+        if scenario.key in ("hello", "hello_access_log"):
             cpu_cells = [
                 times(ratio(table, spec.name, "cpu_us"))
                 if table[spec.name].status == "ok"

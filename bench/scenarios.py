@@ -15,7 +15,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from bench.apps.fastapi_body import SAMPLE_BODY
@@ -59,7 +59,7 @@ class Scenario:
     wrk_headers: tuple[str, ...] = ()
     connections: int = 64
     unit: str = "req/s"
-    notes: tuple[str, ...] = field(default=())
+    access_log: bool = False
 
 
 def _exchange(
@@ -237,6 +237,16 @@ SCENARIOS: tuple[Scenario, ...] = (
         app="bench.apps.hello:app",
         kind="wrk",
         check=check_hello,
+    ),
+    Scenario(
+        key="hello_access_log",
+        title="Plain-text hello with the access log on",
+        measures="hello as above with every server writing its default access-log line "
+        "per request to stdout (a file), at log level info where the server needs it",
+        app="bench.apps.hello:app",
+        kind="wrk",
+        check=check_hello,
+        access_log=True,
     ),
     Scenario(
         key="starlette_json",

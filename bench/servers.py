@@ -1,4 +1,5 @@
-"""The servers under test and how each is started: one worker, access log off, loopback.
+"""The servers under test and how each is started: one worker, loopback, access log off
+(on, in each server's own default format, for the one scenario that measures it).
 
 Rules: one ServerSpec per server, holding everything server-specific (command line,
 version, how it is labelled). The harness knows nothing about any particular server.
@@ -35,6 +36,8 @@ class Launch:
     # Connections the scenario will hold open at once; servers that cap concurrency
     # by default are told to allow this many.
     max_connections: int | None = None
+    # One line per request to the server's stdout, in the server's default format.
+    access_log: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,16 @@ def _flags(text: str) -> list[str]:
     return text.split()
 
 
+def _uvicorn_style_logging(launch: Launch) -> list[str]:
+    # Access lines are logged at info: with the access log on, warning would hide them.
+    if launch.access_log:
+        return _flags("--access-log --log-level info")
+    return _flags("--no-access-log --log-level warning")
+
+
 def _pier_command(launch: Launch) -> list[str]:
     command = [*_python(), "-m", "pier", launch.app, "--host", HOST, "--port", str(launch.port)]
-    command += _flags("--no-access-log --log-level warning")
+    command += _uvicorn_style_logging(launch)
     if launch.keep_alive is not None:
         command += ["--timeout-keep-alive", str(launch.keep_alive)]
     return command
@@ -83,7 +93,8 @@ def _pier_command(launch: Launch) -> list[str]:
 
 def _uvicorn_command(launch: Launch) -> list[str]:
     command = [*_python(), "-m", "uvicorn", launch.app, "--host", HOST, "--port", str(launch.port)]
-    command += _flags("--loop uvloop --http httptools --no-access-log --log-level warning")
+    command += _flags("--loop uvloop --http httptools")
+    command += _uvicorn_style_logging(launch)
     if launch.keep_alive is not None:
         command += ["--timeout-keep-alive", str(launch.keep_alive)]
     return command
@@ -91,10 +102,11 @@ def _uvicorn_command(launch: Launch) -> list[str]:
 
 def _granian_command(launch: Launch) -> list[str]:
     command = [*_python(), "-m", "granian", "--host", HOST, "--port", str(launch.port)]
-    command += _flags(
-        "--interface asgi --workers 1 --runtime-threads 1 --loop uvloop "
-        "--no-access-log --log-level warning"
-    )
+    command += _flags("--interface asgi --workers 1 --runtime-threads 1 --loop uvloop")
+    if launch.access_log:
+        command += _flags("--access-log --log-level info")
+    else:
+        command += _flags("--no-access-log --log-level warning")
     if launch.max_connections is not None:
         # granian admits at most `backpressure` connections at once (default: backlog,
         # 1024); the rest wait unserved, which would not measure idle connections.
@@ -110,9 +122,12 @@ def _gunicorn_command(launch: Launch) -> list[str]:
     command = [*_python(), "-m", "gunicorn", launch.app, "--bind", f"{HOST}:{launch.port}"]
     # No control socket: it is a second listener in $HOME that runs would share.
     command += _flags(
-        "--workers 1 --worker-class asgi --asgi-loop uvloop --http-parser fast "
-        "--log-level warning --no-control-socket"
+        "--workers 1 --worker-class asgi --asgi-loop uvloop --http-parser fast --no-control-socket"
     )
+    if launch.access_log:
+        command += _flags("--access-logfile - --log-level info")
+    else:
+        command += _flags("--log-level warning")
     if launch.keep_alive is not None:
         command += ["--keep-alive", str(launch.keep_alive)]
     if launch.max_connections is not None:
@@ -122,7 +137,12 @@ def _gunicorn_command(launch: Launch) -> list[str]:
 
 def _hypercorn_command(launch: Launch) -> list[str]:
     command = [*_python(), "-m", "hypercorn", launch.app, "--bind", f"{HOST}:{launch.port}"]
-    command += _flags("--workers 1 --worker-class uvloop --log-level warning")
+    command += _flags("--workers 1 --worker-class uvloop")
+    # hypercorn's access lines go through a logger that --log-level filters too.
+    if launch.access_log:
+        command += _flags("--access-logfile - --log-level info")
+    else:
+        command += _flags("--log-level warning")
     if launch.keep_alive is not None:
         command += ["--keep-alive", str(launch.keep_alive)]
     return command
