@@ -6,7 +6,8 @@ bits, 4 opcodes, 5 fragmentation, 6 UTF-8 handling, 7 the closing handshake and 
 codes, 9 large messages, 10 auto-fragmentation, 12-13 permessage-deflate (RFC 7692). The
 subset here runs every case of 1-5, 7 and 10 except the two that sleep by design (5.19,
 5.20), a sample of 6 (invalid UTF-8: bad sequences, surrogates, non-characters) and one
-or two cases of 9, 12 and 13 (13.3.1 is the 8-bit server window), in a few seconds. Every result must be OK, NON-STRICT or INFORMATIONAL; none FAILED.
+or two cases of 9, 12 and 13 (13.3.1 is the 8-bit server window), in a few seconds.
+Every result must be OK, NON-STRICT or INFORMATIONAL; none FAILED.
 
 The full run (cases 1-7, 9, 10, 12, 13) is a separate command, documented with its
 counts in docs/websocket.md: `python tests/autobahn/run.py`.

@@ -199,7 +199,7 @@ class WSProtocol(asyncio.Protocol):
             response = response[:line_end] + extra + response[line_end:]
         if not self.closed:
             self.transport.write(response)
-        self._log_access(status, len(reason) + 1)
+        self._log_access(status, len((reason + "\n").encode("utf-8", "replace")))
         self._close_transport()
 
     # asyncio.Protocol ---------------------------------------------------------------------

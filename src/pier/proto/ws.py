@@ -559,7 +559,7 @@ class WSConnection:
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, PayloadTooBig):
-        return f"message larger than the limit ({exc}; raise --ws-max-size to allow it)"
+        return f"message too big: {exc}; raise --ws-max-size to allow larger messages"
     if isinstance(exc, UnicodeDecodeError):
         return f"invalid UTF-8 in a text message or close reason ({exc.reason} at byte {exc.start})"
     if isinstance(exc, EOFError):
