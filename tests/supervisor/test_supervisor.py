@@ -39,15 +39,24 @@ def started_pids(proc: Proc, after: int = 0) -> list[int]:
     return [int(pid) for pid in STARTED.findall("".join(proc.lines[after:]))]
 
 
-def test_workers_serve_and_sigterm_stops_them_all() -> None:
+def test_workers_serve_and_sigterm_drains_them_all() -> None:
     with pier(APP, "--workers", "2", *QUIET) as server:
         workers = started_pids(server)
         assert sorted(workers) == children(server.pid)
         assert "2 workers" in server.output
         status, body = get(server.host, server.port)
         assert status == 200 and int(body) in workers
+        # Kubernetes-style drain: stop accepting, finish in-flight, exit.
+        answer: list[tuple[int, bytes]] = []
+        client = threading.Thread(
+            target=lambda: answer.append(get(server.host, server.port, "/slow?s=0.5"))
+        )
+        client.start()
+        server.wait_for("slow request started")
         server.signal(signal.SIGTERM)
+        client.join(10)
         assert server.wait() == 0
+        assert answer == [(200, b"slow done")]
         assert not any(alive(pid) for pid in workers)
         assert "Finished supervisor process" in server.output
 
@@ -60,21 +69,6 @@ def test_workers_stop_when_the_supervisor_is_killed() -> None:
         # No orphans: each worker sees its control channel close and stops gracefully.
         wait_until(lambda: not any(alive(pid) for pid in workers), what="workers gone")
         assert "The supervisor is gone; stopping this worker" in server.output
-
-
-def test_sigterm_lets_a_request_in_flight_finish() -> None:
-    # Kubernetes-style drain: stop accepting, finish in-flight, exit.
-    with pier(APP, "--workers", "2", *QUIET) as server:
-        answer: list[tuple[int, bytes]] = []
-        client = threading.Thread(
-            target=lambda: answer.append(get(server.host, server.port, "/slow?s=0.5"))
-        )
-        client.start()
-        server.wait_for("slow request started")
-        server.signal(signal.SIGTERM)
-        client.join(10)
-        assert server.wait() == 0
-    assert answer == [(200, b"slow done")]
 
 
 def test_a_killed_worker_is_replaced() -> None:
