@@ -9,7 +9,9 @@ RFC 9112 section 9.6 for the zero-failure recycle under load.
 
 from __future__ import annotations
 
+import re
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.supervisor._harness import Load, Proc, get
+from tests.supervisor._harness import Load, Proc, get, wait_until
 
 pytest.importorskip("gunicorn", reason="the gunicorn tests need gunicorn (pip install gunicorn)")
 
@@ -26,10 +28,11 @@ APP = "tests.supervisor.apps:app"
 
 
 @contextmanager
-def gunicorn(*args: str, tmp_path: Path, listening: bool = True) -> Iterator[Proc]:
+def gunicorn(*args: str, tmp_path: Path, listening: bool = True,
+             bind: str = "127.0.0.1:0") -> Iterator[Proc]:
     proc = Proc([
         sys.executable, "-m", "gunicorn", "-k", "pier.workers.PierWorker",
-        "-b", "127.0.0.1:0", "--control-socket", str(tmp_path / "gunicorn.ctl"), *args,
+        "-b", bind, "--control-socket", str(tmp_path / "gunicorn.ctl"), *args,
     ])
     try:
         if listening:
@@ -37,6 +40,13 @@ def gunicorn(*args: str, tmp_path: Path, listening: bool = True) -> Iterator[Pro
         yield proc
     finally:
         proc.stop()
+
+
+def answers(proc: Proc) -> bool:
+    try:
+        return get(proc.host, proc.port, timeout=1.0)[0] == 200
+    except OSError:
+        return False
 
 
 def booted(proc: Proc, count: int) -> set[int]:
@@ -57,15 +67,24 @@ def test_gunicorn_runs_pier_workers(tmp_path: Path) -> None:
         server.signal(signal.SIGTERM)
         assert server.wait() == 0
         assert "Shutting down: Master" in server.output
+    # pier's own messages go through gunicorn's error log, in gunicorn's format.
+    assert re.search(r"\[\d+\] \[INFO\] Finished server process", server.output)
 
 
-def test_no_access_log_unless_gunicorn_has_one(tmp_path: Path) -> None:
-    with gunicorn("-w", "1", APP, tmp_path=tmp_path) as server:
-        booted(server, 1)
+def test_gunicorn_log_level_and_no_access_log_without_a_file(tmp_path: Path) -> None:
+    # At --log-level warning gunicorn does not say where it listens: choose the port.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with gunicorn("-w", "1", "--log-level", "warning", APP, bind=f"127.0.0.1:{port}",
+                  tmp_path=tmp_path, listening=False) as server:
+        server.port = port
+        wait_until(lambda: answers(server), what="gunicorn serving")
         assert get(server.host, server.port)[0] == 200
         server.signal(signal.SIGTERM)
         assert server.wait() == 0
     assert '"GET / HTTP/1.1" 200' not in server.output
+    assert "Finished server process" not in server.output
 
 
 def test_max_requests_recycles_workers_under_load_without_failures(tmp_path: Path) -> None:

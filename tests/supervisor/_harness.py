@@ -147,9 +147,13 @@ class Proc:
 
 @contextmanager
 def pier(*args: str, cwd: str | Path | None = None, env: dict[str, str] | None = None,
-         listening: bool = True) -> Iterator[Proc]:
-    """`python -m pier ARGS` on an ephemeral port; stopped (and reaped) afterwards."""
-    proc = Proc([sys.executable, "-m", "pier", *args], cwd=cwd, env=env)
+         listening: bool = True, new_session: bool = False) -> Iterator[Proc]:
+    """`python -m pier ARGS` on an ephemeral port; stopped (and reaped) afterwards.
+
+    `new_session` puts it in a process group of its own (for signals to the group).
+    """
+    proc = Proc([sys.executable, "-m", "pier", *args], cwd=cwd, env=env,
+                start_new_session=new_session)
     try:
         if listening:
             proc.wait_listening()

@@ -39,8 +39,10 @@ def started_pids(proc: Proc, after: int = 0) -> list[int]:
     return [int(pid) for pid in STARTED.findall("".join(proc.lines[after:]))]
 
 
-def test_workers_serve_and_sigterm_drains_them_all() -> None:
-    with pier(APP, "--workers", "2", *QUIET) as server:
+@pytest.mark.parametrize("stop", ["SIGTERM", "Ctrl-C"])
+def test_workers_serve_and_a_stop_drains_them_all(stop: str) -> None:
+    # Ctrl-C in a terminal sends SIGINT to the whole process group, workers included.
+    with pier(APP, "--workers", "2", *QUIET, new_session=True) as server:
         workers = started_pids(server)
         assert sorted(workers) == children(server.pid)
         assert "2 workers" in server.output
@@ -53,7 +55,10 @@ def test_workers_serve_and_sigterm_drains_them_all() -> None:
         )
         client.start()
         server.wait_for("slow request started")
-        server.signal(signal.SIGTERM)
+        if stop == "SIGTERM":
+            server.signal(signal.SIGTERM)
+        else:
+            os.killpg(server.pid, signal.SIGINT)
         client.join(10)
         assert server.wait() == 0
         assert answer == [(200, b"slow done")]
