@@ -384,6 +384,8 @@ class Supervisor:
         return False
 
     def _startup_failed(self, worker: WorkerProcess, *, during: str) -> None:
+        if self.stopping:
+            return  # stopped on purpose while starting
         how = describe_exit(worker.exited.result())
         if self.config.reload:
             logger.error(
@@ -475,7 +477,22 @@ class Supervisor:
         def changed(paths: list[str]) -> None:
             self._events.put_nowait(("changed", paths))
 
-        return asyncio.create_task(watch(self.config, changed, self._watch_stop))
+        def ended(task: asyncio.Task[None]) -> None:
+            if task.cancelled() or task.exception() is None or self.stopping:
+                return
+            # Reloading silently stopping would be worse than stopping (e.g. inotify's
+            # limit: sysctl fs.inotify.max_user_watches).
+            logger.error(
+                "Watching files for --reload failed (%s: %s); stopping the server",
+                type(task.exception()).__name__,
+                task.exception(),
+            )
+            self.exit_code = 1
+            self._events.put_nowait(("fatal", None))
+
+        task = asyncio.create_task(watch(self.config, changed, self._watch_stop))
+        task.add_done_callback(ended)
+        return task
 
 
 def _short(path: str) -> str:

@@ -113,8 +113,9 @@ class WorkerProcess:
                 return
             if line == PONG:
                 self._pong.set()
-            elif line == READY and self.state is State.STARTING:
-                self.state = State.READY
+            elif line == READY and not self.ready.done():
+                if self.state is State.STARTING:  # not if asked to stop meanwhile
+                    self.state = State.READY
                 self.ready.set_result(True)
             elif line == RECYCLE:
                 self._notify("recycle", self)
