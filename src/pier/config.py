@@ -401,6 +401,14 @@ _OPTIONS: tuple[Option, ...] = (
     _row("fd", None, _optional(_int_parser(0)),
          "serve on this already-open socket file descriptor (systemd, supervisors)",
          SERVER, metavar="INT"),
+    # issue 5: several addresses; per-worker listeners
+    _row("bind", [], _parse_bind,
+         "listen here; repeatable: HOST:PORT, [IPV6]:PORT, unix:PATH, fd://N "
+         "(replaces --host/--port/--uds/--fd; in PIER_BIND: comma-separated)", SERVER,
+         kind="append", metavar="ADDRESS"),
+    _row("reuse_port", False, _parse_bool,
+         "each worker opens its own SO_REUSEPORT listener and the kernel spreads "
+         "connections, instead of all workers sharing one socket", SERVER, kind="flag"),
     _row("backlog", 2048, _int_parser(1),
          "listen() backlog: connections queued before accept", SERVER, metavar="INT"),
     _row("loop", "auto", _parse_str, "event loop; auto uses uvloop when installed", SERVER,
@@ -473,13 +481,6 @@ _OPTIONS: tuple[Option, ...] = (
          "colour the level names in pier's log lines", LOGGING, kind="flag",
          default_text="only on a terminal, unless NO_COLOR is set"),
     # --- Workers (issue 5; pier.supervisor) -------------------------------------------
-    _row("bind", [], _parse_bind,
-         "listen here; repeatable: HOST:PORT, [IPV6]:PORT, unix:PATH, fd://N "
-         "(replaces --host/--port/--uds/--fd; in PIER_BIND: comma-separated)", SERVER,
-         kind="append", metavar="ADDRESS"),
-    _row("reuse_port", False, _parse_bool,
-         "each worker opens its own SO_REUSEPORT listener and the kernel spreads "
-         "connections, instead of all workers sharing one socket", SERVER, kind="flag"),
     _row("workers", 1, _parse_workers,
          "worker processes; 0 or auto = one per CPU (also read from WEB_CONCURRENCY)",
          WORKERS, metavar="INT", env_fallbacks=("WEB_CONCURRENCY",)),
