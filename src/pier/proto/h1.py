@@ -53,20 +53,13 @@ class H1Parser:
 
     __slots__ = (
         "_body_size",
-        "_content_length",
         "_dead",
         "_events",
-        "_expect_continue",
         "_head_fed",
-        "_head_size",
         "_headers",
-        "_hosts",
         "_parser",
         "_reading_head",
         "_refusal",
-        "_te_chunked",
-        "_trailers_ok",
-        "_upgrade",
         "_url",
         "limits",
     )
@@ -79,19 +72,9 @@ class H1Parser:
         self._reading_head = False
         self._head_fed = 0
         self._refusal: BadRequest | None = None
-        self._reset_message()
-
-    def _reset_message(self) -> None:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._head_size = 0
         self._body_size = 0
-        self._content_length: int | None = None
-        self._te_chunked = False
-        self._expect_continue = False
-        self._upgrade: bytes | None = None
-        self._trailers_ok = False
-        self._hosts = 0
 
     @property
     def dead(self) -> bool:
@@ -144,109 +127,116 @@ class H1Parser:
     # httptools callbacks -------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._reset_message()
+        self._url = b""
+        self._headers = []
+        self._body_size = 0
         self._reading_head = True
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        if len(self._url) > self.limits.request_line:
-            self._refuse(
-                414,
-                f"request target longer than {self.limits.request_line} bytes"
-                " (raise --limit-request-line to allow it)",
-            )
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        limits = self.limits
-        size = len(name) + len(value)
-        if size > limits.field_size:
-            self._refuse(
-                431,
-                f"header field {name[:64]!r} is {size} bytes, over the"
-                f" {limits.field_size} byte limit (--limit-request-field-size)",
-            )
-        self._head_size += size + 4
-        if self._head_size + len(self._url) > limits.head_size:
-            raise self._refuse_head()
-        name = name.lower()
-        if value and value[-1] in _OWS:
-            # llhttp strips leading whitespace only; trailing OWS is not part of the
-            # field value either (RFC 9110 section 5.5).
-            value = value.rstrip(b" \t")
+        # Called once per header from C: keep it to one append. Limits and framing
+        # headers are checked in one pass when the head is complete; until then the
+        # bytes-fed backstop in receive_data bounds what a flood can hold.
         self._headers.append((name, value))
-        if len(self._headers) > limits.fields:
-            self._refuse(
-                431,
-                f"more than {limits.fields} header fields (--limit-request-fields)",
-            )
-        if name in _FRAMING_HEADERS:
-            self._note_framing_header(name, value)
-
-    def _refuse_head(self) -> _Refuse:
-        self._refusal = self._too_large_head()
-        return _Refuse()
-
-    def _note_framing_header(self, name: bytes, value: bytes) -> None:
-        if name == b"content-length":
-            # llhttp already refused duplicates and non-digits.
-            self._content_length = int(value)
-        elif name == b"transfer-encoding":
-            self._te_chunked = True
-        elif name == b"expect":
-            if value.lower() == b"100-continue":
-                self._expect_continue = True
-        elif name == b"upgrade":
-            self._upgrade = value.strip().lower()
-        elif name == b"te" and b"trailers" in value.lower():
-            self._trailers_ok = True
-        elif name == b"host":
-            self._hosts += 1
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._head_fed = 0
-        parser = self._parser
-        limit = self.limits.body
-        length = self._content_length
-        if limit is not None and length is not None and length > limit:
-            self._refuse(413, self._body_too_large(limit))
+        limits = self.limits
         url = self._url
-        if url[:1] == b"/":
-            raw_path, _, query = url.partition(b"?")
-            if b"#" in raw_path:
-                raw_path = raw_path.partition(b"#")[0]
-            elif b"#" in query:
-                query = query.partition(b"#")[0]
-        else:
-            raw_path, query = _split_other_target(url)
+        if len(url) > limits.request_line:
+            self._refuse(
+                414,
+                f"request target longer than {limits.request_line} bytes"
+                " (raise --limit-request-line to allow it)",
+            )
+        raw = self._headers
+        if len(raw) > limits.fields:
+            self._refuse(431, f"more than {limits.fields} header fields (--limit-request-fields)")
+        field_size = limits.field_size
+        size = len(url)
+        headers = []
+        length: int | None = None
+        chunked = expect_continue = trailers_ok = False
+        upgrade: bytes | None = None
+        hosts = 0
+        for raw_name, raw_value in raw:
+            field = len(raw_name) + len(raw_value)
+            if field > field_size:
+                self._refuse(
+                    431,
+                    f"header field {raw_name[:64]!r} is {field} bytes, over the"
+                    f" {field_size} byte limit (--limit-request-field-size)",
+                )
+            size += field + 4
+            name = raw_name.lower()
+            value = raw_value
+            if value and value[-1] in _OWS:
+                # llhttp strips leading whitespace only; trailing OWS is not part of
+                # the field value either (RFC 9110 section 5.5).
+                value = value.rstrip(b" \t")
+            headers.append((name, value))
+            if name in _FRAMING_HEADERS:
+                if name == b"host":
+                    hosts += 1
+                elif name == b"content-length":
+                    length = int(value)  # llhttp refused duplicates and non-digits
+                elif name == b"transfer-encoding":
+                    chunked = True
+                elif name == b"expect":
+                    expect_continue = value.lower() == b"100-continue"
+                elif name == b"upgrade":
+                    upgrade = value.strip().lower()
+                elif name == b"te":
+                    trailers_ok = b"trailers" in value.lower()
+        if size > limits.head_size:
+            self._refusal = self._too_large_head()
+            raise _Refuse
+        body_limit = limits.body
+        if body_limit is not None and length is not None and length > body_limit:
+            self._refuse(413, self._body_too_large(body_limit))
+        parser = self._parser
         version = parser.get_http_version()
-        if version not in _VERSIONS:
+        if version != "1.1":
             if version == "0.9":
                 self._refuse(400, "request line without an HTTP version (HTTP/0.9 is not served)")
-            self._refuse(505, f"HTTP/{version} is not supported over this connection")
-        if self._hosts != 1 and version == "1.1":
+            if version != "1.0":
+                self._refuse(505, f"HTTP/{version} is not supported over this connection")
+            # RFC 9110 section 10.1.1: ignore 100-continue from HTTP/1.0 clients.
+            expect_continue = False
+        elif hosts != 1:
             # RFC 9112 section 3.2: exactly one Host header in an HTTP/1.1 request.
             self._refuse(
                 400,
                 "missing Host header (required in HTTP/1.1)"
-                if not self._hosts
+                if not hosts
                 else "more than one Host header (only one is allowed)",
             )
+        if url[:1] == b"/":
+            raw_path, _, query = url.partition(b"?")
+            if b"#" in query:
+                query = query.partition(b"#")[0]
+            elif b"#" in raw_path:
+                raw_path = raw_path.partition(b"#")[0]
+        else:
+            raw_path, query = _split_other_target(url)
+        # Positional on purpose: this runs once per request.
         self._events.append(
             Request(
-                method=parser.get_method().decode("ascii"),
-                raw_path=raw_path,
-                query_string=query,
-                headers=self._headers,
-                http_version=version,
-                keep_alive=parser.should_keep_alive(),
-                # RFC 9110 section 10.1.1: ignore 100-continue from HTTP/1.0 clients.
-                expect_continue=self._expect_continue and version == "1.1",
+                parser.get_method().decode("ascii"),
+                raw_path,
+                query,
+                headers,
+                version,
+                parser.should_keep_alive(),
+                expect_continue,
                 # Only an upgrade llhttp will act on (Connection: upgrade present).
-                upgrade=self._upgrade if parser.should_upgrade() else None,
-                content_length=length,
-                has_body=bool(length) or self._te_chunked,
-                accepts_trailers=self._trailers_ok,
+                upgrade if upgrade is not None and parser.should_upgrade() else None,
+                length,
+                bool(length) or chunked,
+                trailers_ok,
             )
         )
 
