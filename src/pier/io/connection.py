@@ -118,9 +118,8 @@ class H1Connection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         if self.info is None:
             self.info = connection_info(transport, root_path=ctx.root_path)
-        if ctx.shutting_down:
-            transport.close()
-            return
+        # A connection accepted just as shutdown began is still served: its request
+        # is answered with "Connection: close" (keep-alive is off while shutting down).
         self._set_deadline(Wait.IDLE, min(ctx.timeout_keep_alive, ctx.timeout_request_header))
 
     def connection_lost(self, exc: Exception | None) -> None:
