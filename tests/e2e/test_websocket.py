@@ -121,6 +121,13 @@ async def deny(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "websocket.http.response.body", "body": b"expired"})
 
 
+async def bad_denial(scope: Scope, receive: Receive, send: Send) -> None:
+    await receive()
+    await send({"type": "websocket.http.response.start", "status": 400,
+                "headers": [(b"bad name", b"x")]})
+    await send({"type": "websocket.http.response.body", "body": b"never sent"})
+
+
 async def forbid(scope: Scope, receive: Receive, send: Send) -> None:
     await receive()
     await send({"type": "websocket.close"})
@@ -191,6 +198,7 @@ ROUTES = {
     "/scope": scope_dump,
     "/sub": subprotocol,
     "/deny": deny,
+    "/bad-denial": bad_denial,
     "/forbid": forbid,
     "/server-close": server_close,
     "/boom-before": boom_before,
@@ -568,6 +576,17 @@ def test_exception_before_accept_is_a_500(server: RunningServer) -> None:
         status, _ = raw.response_head()
         assert status == 500
         logs.wait_for("Exception in ASGI application for WebSocket /boom-before")
+
+
+def test_denial_with_an_invalid_header_is_a_500_naming_the_header(
+    server: RunningServer,
+) -> None:
+    with capture_logs() as logs:
+        raw = RawWS(server, "/bad-denial")
+        status, _ = raw.response_head()
+        assert status == 500
+        logs.wait_for("ASGI protocol error in WebSocket /bad-denial",
+                      "b'bad name' is not a valid HTTP token")
 
 
 def test_exception_after_accept_closes_with_1011(server: RunningServer) -> None:

@@ -361,7 +361,7 @@ class WSProtocol(asyncio.Protocol):
             if self._denial is None:
                 head = self._denial_head
                 assert head is not None
-                framer = self._denial = ResponseFramer()
+                framer = ResponseFramer()
                 data = framer.head(
                     head[0],
                     head[1],
@@ -371,6 +371,7 @@ class WSProtocol(asyncio.Protocol):
                     default_headers=self.ctx.default_headers,
                     body_length=None if more_body else len(body),
                 ) + framer.body(body, more_body)
+                self._denial = framer  # from here on, part of the denial is on the wire
             else:
                 data = self._denial.body(body, more_body)
         except AppResponseError as exc:
@@ -447,8 +448,6 @@ class WSProtocol(asyncio.Protocol):
                     self._arm_close_timer()
                 elif self._read_paused:
                     self._resume_reading()  # queued messages are dropped; see the close
-            elif session.phase is Phase.CLOSED:
-                pass  # the denial response is complete
             elif self._denial is not None:
                 self._close_transport()  # part of a denial is on the wire: cut it
             else:
