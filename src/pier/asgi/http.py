@@ -91,6 +91,7 @@ class HTTPCycle:
         "started_at",
         "status",
         "stream",
+        "task",
         "trailers",
     )
 
@@ -105,6 +106,8 @@ class HTTPCycle:
         self.trailers = False
         self.disconnected = False
         self.started_at = 0.0
+        # The Task running the app for this cycle, set by the glue that starts it.
+        self.task: asyncio.Task[None] | None = None
         # Request body chunks received and not yet handed to the app.
         self._body: list[bytes] = []
         self._buffered = 0
@@ -130,7 +133,8 @@ class HTTPCycle:
 
     def feed_end(self) -> None:
         self._more_body = False
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
 
     def feed_disconnect(self) -> None:
         self.disconnected = True
@@ -195,15 +199,20 @@ class HTTPCycle:
             if phase is Phase.BODY_FIRST:
                 body = message.get("body", b"")
                 more = message.get("more_body", False)
-                _check_body(body)
-                self.phase = Phase.BODY if more else self._after_body()
+                if type(body) is not bytes:
+                    _check_body(body)
+                if more:
+                    self.phase = Phase.BODY
+                else:
+                    self.phase = Phase.TRAILERS if self.trailers else Phase.DONE
                 stream.start_response(self, self.status, self.headers, body, more)
             elif phase is Phase.BODY:
                 body = message.get("body", b"")
                 more = message.get("more_body", False)
-                _check_body(body)
+                if type(body) is not bytes:
+                    _check_body(body)
                 if not more:
-                    self.phase = self._after_body()
+                    self.phase = Phase.TRAILERS if self.trailers else Phase.DONE
                 stream.send_body(self, body, more)
             else:
                 raise self._unexpected(kind)
@@ -240,7 +249,8 @@ class HTTPCycle:
             raise self._unexpected(kind)
         if self.phase is Phase.DONE:
             stream.response_done(self)
-            self._wake()
+            if self._waiter is not None:
+                self._wake()
         elif stream.write_paused:
             await stream.drain()
             if self.disconnected:
@@ -330,7 +340,7 @@ async def run_app(app: ASGIApp, cycle: HTTPCycle, sink: AppFailureSink) -> None:
             raise
         return
     else:
-        if not cycle.response_complete and not cycle.disconnected:
+        if cycle.phase is not Phase.DONE and not cycle.disconnected:
             if cycle.phase is Phase.START or cycle.phase is Phase.BODY_FIRST:
                 logger.error(
                     "The ASGI app returned without sending a response for %s %s"

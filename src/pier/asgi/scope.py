@@ -38,6 +38,10 @@ def http_scope(
     request: Request, info: ConnectionInfo, state: dict[str, Any]
 ) -> dict[str, Any]:
     raw_path = request.raw_path
+    if b"%" in raw_path:
+        path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+    else:
+        path = raw_path.decode("utf-8", "replace")
     extensions: dict[str, Any] = {
         "http.response.trailers": {},
         "http.response.pathsend": {},
@@ -55,7 +59,7 @@ def http_scope(
         "root_path": info.root_path,
         # Since ASGI spec 2.x clarifications, path and raw_path include root_path;
         # frameworks (Starlette) strip it when routing.
-        "path": info.root_path + decode_path(raw_path),
+        "path": info.root_path + path,
         "raw_path": info.raw_root_path + raw_path,
         "query_string": request.query_string,
         "headers": request.headers,
@@ -73,6 +77,10 @@ def websocket_scope(
 ) -> dict[str, Any]:
     """The ASGI websocket scope (WebSocket spec 2.4) for a valid opening handshake."""
     raw_path = request.raw_path
+    if b"%" in raw_path:
+        path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+    else:
+        path = raw_path.decode("utf-8", "replace")
     extensions: dict[str, Any] = {"websocket.http.response": {}}
     if info.extensions:
         extensions.update(info.extensions)
@@ -85,7 +93,7 @@ def websocket_scope(
         "scheme": _WS_SCHEMES.get(info.scheme, info.scheme),
         "root_path": info.root_path,
         # Same rule as http_scope: path and raw_path include root_path.
-        "path": info.root_path + decode_path(raw_path),
+        "path": info.root_path + path,
         "raw_path": info.raw_root_path + raw_path,
         "query_string": request.query_string,
         "headers": request.headers,

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import os
+import sys
 from collections import deque
+from collections.abc import Callable
 from http import HTTPStatus
 from time import perf_counter
 from typing import Any, cast
@@ -63,6 +66,7 @@ class H1Connection(asyncio.Protocol):
         "_framer",
         "_head_sent",
         "_last_request_read",
+        "_new_task",
         "_pending_refusal",
         "_queue",
         "_read_paused",
@@ -84,6 +88,7 @@ class H1Connection(asyncio.Protocol):
     def __init__(self, ctx: ServerContext, info_base: ConnectionInfo | None = None) -> None:
         self.ctx = ctx
         self.loop = ctx.loop
+        self._new_task = task_starter(ctx.loop)
         self.parser = H1Parser(ctx.limits)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.info: ConnectionInfo = info_base  # type: ignore[assignment]
@@ -227,11 +232,15 @@ class H1Connection(asyncio.Protocol):
         ctx.total_requests += 1
         if ctx.access_log is not None:
             cycle.started_at = perf_counter()
-        if ctx.over_capacity():
+        limit = ctx.limit_concurrency
+        if limit is not None and len(ctx.tasks) >= limit:
+            # Requests in flight, not connections: idle keep-alive connections cost a
+            # few KiB and should not turn real requests away.
             self._answer_plain(cycle, 503, "Service Unavailable: too many concurrent requests")
             return
-        task = _new_task(self.loop, run_app(ctx.app, cycle, self))
-        if not task.done():
+        task = self._new_task(run_app(ctx.app, cycle, self))
+        if not task.done():  # an eagerly started app may already have finished
+            cycle.task = task
             ctx.tasks.add(task)
 
     def _on_upgrade(self, event: Upgrade) -> None:
@@ -463,7 +472,7 @@ class H1Connection(asyncio.Protocol):
 
     def cycle_finished(self, cycle: HTTPCycle) -> None:
         ctx = self.ctx
-        task = asyncio.current_task()
+        task = cycle.task
         if task is not None:
             ctx.tasks.discard(task)
         if ctx.on_idle is not None:
@@ -590,22 +599,16 @@ def _plain_response(status: int, text: str, default_headers: bytes) -> bytes:
     )
 
 
-def _task_factory() -> Any:
-    import sys
-
+def task_starter(loop: asyncio.AbstractEventLoop) -> Callable[[Any], asyncio.Task[None]]:
+    """How to start the app's Task for a request on this loop."""
     if sys.version_info >= (3, 12):
-
-        def new_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
-            # Eager start runs the app up to its first real suspension right here, as
-            # a proper Task (current_task(), timeouts and cancel scopes all work).
-            return asyncio.Task(coro, loop=loop, eager_start=True)
-
-    else:
-
-        def new_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
-            return loop.create_task(coro)
-
-    return new_task
+        # Eager start runs the app up to its first real suspension right here, as a
+        # proper Task (current_task(), timeouts and cancel scopes all work), saving a
+        # trip through the event loop per request.
+        return functools.partial(asyncio.Task, loop=loop, eager_start=True)
+    return loop.create_task
 
 
-_new_task = _task_factory()
+def _new_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
+    """One-off form of task_starter (per-session glue such as io/websocket.py)."""
+    return task_starter(loop)(coro)

@@ -336,6 +336,43 @@ def _check_value(name: bytes, value: Any) -> None:
         )
 
 
+# What a response header pair means to the framing. A pair is validated once
+# (`_classify`) and remembered: apps send the same pairs response after response, and a
+# dict lookup is far cheaper than a regex and a lower() per header.
+_PLAIN = "plain"
+_CONTENT_LENGTH = "content-length"
+_TRANSFER_ENCODING = "transfer-encoding"
+_CONNECTION = "connection"
+_DEFAULT_OVERRIDE = "default-override"  # Server or Date: replaces the server's own
+_KINDS = {
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"connection": _CONNECTION,
+    b"server": _DEFAULT_OVERRIDE,
+    b"date": _DEFAULT_OVERRIDE,
+}
+_PAIRS: dict[tuple[bytes, bytes], str] = {}
+_PAIR_CACHE_SIZE = 4096
+
+
+def _classify(pair: Any) -> str:
+    """Validate one (name, value) header pair from the app; say what it means."""
+    try:
+        name, value = pair
+    except (TypeError, ValueError):
+        raise AppResponseError(
+            f"response header {pair!r} is not a [name, value] pair of bytes"
+        ) from None
+    lowered = _lower_name(name)
+    _check_value(name, value)
+    kind = _KINDS.get(lowered, _PLAIN)
+    if kind is _CONTENT_LENGTH:
+        _parse_length(value)
+    if type(pair) is tuple and len(_PAIRS) < _PAIR_CACHE_SIZE:
+        _PAIRS[pair] = kind
+    return kind
+
+
 _NO_BODY_STATUS = frozenset({204, 304})
 _DEFAULT_NAMES = frozenset({b"server", b"date"})
 
@@ -380,26 +417,32 @@ class ResponseFramer:
         """
         if not isinstance(status, int) or isinstance(status, bool):
             raise AppResponseError(f"http.response.start 'status' must be an int, got {status!r}")
-        parts = [status_line(status), default_headers]
+        parts = [_STATUS_LINES.get(status) or status_line(status), default_headers]
         content_length: int | None = None
         te_chunked = False
         overrides: list[bytes] | None = None
+        pairs = _PAIRS
         try:
-            for name, value in headers:
-                lowered = _lower_name(name)
-                _check_value(name, value)
-                if lowered == b"content-length":
-                    content_length = _parse_length(value)
-                elif lowered == b"transfer-encoding":
+            for pair in headers:
+                kind = pairs.get(pair) if type(pair) is tuple else None
+                if kind is None:
+                    kind = _classify(pair)
+                name, value = pair
+                if kind is _PLAIN:
+                    parts += (name, b": ", value, b"\r\n")
+                elif kind is _CONTENT_LENGTH:
+                    content_length = int(value)
+                    parts += (name, b": ", value, b"\r\n")
+                elif kind is _TRANSFER_ENCODING:
                     # The app asked for chunked; we do the chunking ourselves.
                     te_chunked = b"chunked" in value.lower()
-                    continue
-                elif lowered == b"connection" and b"close" in value.lower():
-                    keep_alive = False
-                    continue
-                elif lowered in _DEFAULT_NAMES:
+                elif kind is _CONNECTION:
+                    if b"close" in value.lower():
+                        keep_alive = False
+                else:
+                    lowered = name.lower()
                     overrides = [lowered] if overrides is None else [*overrides, lowered]
-                parts += (name, b": ", value, b"\r\n")
+                    parts += (name, b": ", value, b"\r\n")
         except (TypeError, ValueError) as exc:
             raise AppResponseError(
                 "http.response.start 'headers' must be an iterable of [name, value]"
