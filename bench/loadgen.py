@@ -21,6 +21,7 @@ import errno
 import functools
 import hashlib
 import json
+import math
 import os
 import resource
 import select
@@ -123,7 +124,13 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 def emit(tag: str, payload: dict[str, Any] | None = None) -> None:
-    line = tag if payload is None else f"{tag} {json.dumps(payload)}"
+    if payload is not None:
+        # Strict JSON: a percentile of no samples is null, not NaN.
+        payload = {
+            key: None if isinstance(value, float) and not math.isfinite(value) else value
+            for key, value in payload.items()
+        }
+    line = tag if payload is None else f"{tag} {json.dumps(payload, allow_nan=False)}"
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
@@ -323,12 +330,18 @@ def run_latency(args: argparse.Namespace) -> None:
     request = http_request("GET", args.path, args.port)
     poller = select.epoll()
     connections: dict[int, Connection] = {}
-    for _ in range(args.connections):
+
+    def connect() -> Connection:
         sock = socket.create_connection((HOST, args.port), timeout=10)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
-        connections[sock.fileno()] = Connection(sock)
+        connection = Connection(sock)
+        connections[sock.fileno()] = connection
         poller.register(sock.fileno(), select.EPOLLIN)
+        return connection
+
+    for _ in range(args.connections):
+        connect()
     idle: deque[Connection] = deque(connections.values())
     queued: deque[float] = deque()
     interval = 1.0 / args.rate
@@ -342,6 +355,7 @@ def run_latency(args: argparse.Namespace) -> None:
     finished = 0
     errors = 0
     queue_peak = 0
+    reconnects = 0
     announced = False
     cpu_started = 0.0
     first_error = ""
@@ -384,9 +398,27 @@ def run_latency(args: argparse.Namespace) -> None:
                 data = connection.sock.recv(65536)
             except BlockingIOError:
                 continue
+            except ConnectionError:
+                data = b""
             if not data:
-                emit("ERROR", {"failure": "server closed a keep-alive connection mid-run"})
-                return
+                # The server closed the connection: a request in flight is lost (an
+                # error); the schedule goes on over a new connection.
+                poller.unregister(fd)
+                del connections[fd]
+                connection.sock.close()
+                reconnects += 1
+                if connection in idle:
+                    idle.remove(connection)
+                if connection.intended is not None:
+                    finished += 1
+                    errors += 1
+                    first_error = first_error or "server closed a connection mid-request"
+                replacement = connect()
+                if queued:
+                    send(replacement, queued.popleft(), time.perf_counter(), queued=True)
+                else:
+                    idle.append(replacement)
+                continue
             connection.buffer += data
             parsed = response_length(connection.buffer)
             if parsed is None:
@@ -429,6 +461,7 @@ def run_latency(args: argparse.Namespace) -> None:
             "max_us": (latencies[-1] if latencies else float("nan")) * 1e6,
             "send_lag_p99_us": percentile(lags, 0.99) * 1e6,
             "queue_peak": queue_peak,
+            "reconnects": reconnects,
         },
     )
     for connection in connections.values():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import math
 import os
 import platform
 import subprocess
@@ -156,6 +157,13 @@ def warnings(scenario: Scenario, outcome: Outcome) -> list[str]:
         notes.append(f"only {median['alive']:.0f} of {median['opened']:.0f} still open")
     if scenario.kind == "idle" and median.get("failed", 0):
         notes.append(f"{median['failed']:.0f} connections refused")
+    if scenario.kind == "latency" and median.get("queue_peak", 0) >= 100:
+        notes.append(
+            f"could not keep up with the rate ({median['queue_peak']:.0f} requests queued "
+            "at peak): latency grows with the run's length"
+        )
+    if scenario.kind == "latency" and median.get("reconnects", 0):
+        notes.append(f"server closed {median['reconnects']:.0f} connections mid-run")
     if scenario.kind == "latency" and median.get("send_lag_p99_us", 0) > 200:
         notes.append(f"client sent late (p99 {median['send_lag_p99_us']:.0f} us)")
     if len(outcome.runs) > len(outcome.ok_runs):
@@ -165,6 +173,17 @@ def warnings(scenario: Scenario, outcome: Outcome) -> list[str]:
 
 
 # --- JSON -----------------------------------------------------------------------------
+
+
+def finite(value: Any) -> Any:
+    """`value` with every NaN or infinity replaced by None, so the JSON is strict."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finite(item) for item in value]
+    return value
 
 
 def to_json(
@@ -217,7 +236,7 @@ def to_json(
                 for name, outcome in table.items()
             },
         }
-    return result
+    return finite(result)
 
 
 # --- Markdown -------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--duration", type=int, help="measured seconds per run (default 4, quick 2)"
     )
-    parser.add_argument("--warmup", type=int, help="warm-up seconds per run (default 2, quick 1)")
+    parser.add_argument("--warmup", type=int, help="warm-up seconds per run (default 1)")
     parser.add_argument(
         "--latency-rate",
         type=float,
@@ -203,8 +203,8 @@ def run_benchmarks(args: argparse.Namespace) -> int:
     settings = harness.Settings(
         rounds=args.rounds or (1 if args.quick else 3),
         duration=args.duration or (2 if args.quick else 4),
-        warmup=args.warmup or (1 if args.quick else 2),
-        latency_duration=3 if args.quick else 8,
+        warmup=args.warmup or 1,
+        latency_duration=2 if args.quick else 6,
         latency_rate=args.latency_rate,
         idle_count=args.idle_connections,
         idle_hold=1.0,
@@ -234,7 +234,7 @@ def run_benchmarks(args: argparse.Namespace) -> int:
         complete=complete,
     )
     harness.RESULTS.mkdir(exist_ok=True)
-    (harness.RESULTS / "latest.json").write_text(json.dumps(data, indent=2) + "\n")
+    (harness.RESULTS / "latest.json").write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     markdown = report.to_markdown(
         data, settings=settings, servers=servers, scenarios=scenarios, outcomes=outcomes
     )

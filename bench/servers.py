@@ -52,8 +52,8 @@ class ServerSpec:
         """None when the server can be started, else why it cannot."""
         try:
             found = importlib.util.find_spec(self.module)
-        except ImportError as exc:
-            return f"{self.module} cannot be imported ({exc})"
+        except Exception as exc:  # a half-written package can fail in any way
+            return f"{self.module} cannot be imported ({type(exc).__name__}: {exc})"
         if found is None:
             return f"{self.module} is not installed in bench/.venv"
         return None
