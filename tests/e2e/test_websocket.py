@@ -19,6 +19,7 @@ import base64
 import json
 import logging
 import os
+import select
 import socket
 import struct
 import threading
@@ -243,7 +244,7 @@ class RawWS:
     """A hand-rolled client: exact bytes out, every frame in, nothing hidden."""
 
     def __init__(self, server: RunningServer, path: str = "/echo",
-                 headers: list[tuple[str, str]] | None = None) -> None:
+                 headers: list[tuple[str, str]] | None = None, method: str = "GET") -> None:
         self.sock = server.connect(DEADLINE)
         _OPEN_SOCKETS.append(self.sock)
         self.buffer = bytearray()
@@ -252,7 +253,7 @@ class RawWS:
                   "Sec-WebSocket-Key": self.key, "Sec-WebSocket-Version": "13"}
         for name, value in headers or []:
             fields[name] = value
-        head = f"GET {path} HTTP/1.1\r\n" + "".join(
+        head = f"{method} {path} HTTP/1.1\r\n" + "".join(
             f"{name}: {value}\r\n" for name, value in fields.items() if value
         )
         self.sock.sendall(head.encode() + b"\r\n")
@@ -496,17 +497,20 @@ def test_client_pings_get_pongs(server: RunningServer) -> None:
 
 
 @pytest.mark.parametrize(
-    ("headers", "status", "words"),
+    ("headers", "status", "words", "method"),
     [
-        ([("Sec-WebSocket-Version", "8")], 426, b"speaks version 13"),
-        ([("Sec-WebSocket-Key", "")], 400, b"Sec-WebSocket-Key"),
-        ([("Sec-WebSocket-Key", "dG9vIHNob3J0")], 400, b"not 16 random bytes"),
+        ([("Sec-WebSocket-Version", "8")], 426, b"speaks version 13", "GET"),
+        ([("Sec-WebSocket-Key", "")], 400, b"Sec-WebSocket-Key", "GET"),
+        ([("Sec-WebSocket-Key", "dG9vIHNob3J0")], 400, b"not 16 random bytes", "GET"),
+        ([], 400, b"must be a GET request, not POST", "POST"),
+        ([("Sec-WebSocket-Protocol", "a b")], 400, b"is not a token", "GET"),
     ],
 )
 def test_invalid_handshakes_get_an_http_answer_and_the_app_is_not_called(
-    server: RunningServer, headers: list[tuple[str, str]], status: int, words: bytes
+    server: RunningServer, headers: list[tuple[str, str]], status: int, words: bytes,
+    method: str,
 ) -> None:
-    raw = RawWS(server, "/echo", headers)
+    raw = RawWS(server, "/echo", headers, method=method)
     got, fields = raw.response_head()
     assert got == status
     if status == 426:
@@ -529,9 +533,10 @@ def test_invalid_handshakes_get_an_http_answer_and_the_app_is_not_called(
         ([(1, b"\xff\xfe", True, 0)], 1007),
         ([(8, close_payload(1005), True, 0)], 1002),
         ([(8, close_payload(1000, b"\xff"), True, 0)], 1007),
+        ([(1, b"frag", True, 0), (9, b"ping", True, -1)], 1002),
     ],
     ids=["unmasked", "reserved-bit", "long-ping", "bad-utf8", "bad-close-code",
-         "bad-close-reason"],
+         "bad-close-reason", "fragmented-ping"],
 )
 def test_invalid_frames_close_with_the_rfc_code_and_the_app_hears_it(
     server: RunningServer, frames: list[tuple[int, bytes, bool, int]], code: int,
@@ -540,10 +545,14 @@ def test_invalid_frames_close_with_the_rfc_code_and_the_app_hears_it(
     key = request.node.callspec.id
     raw = RawWS(server, f"/echo?{key}").opened()
     for opcode, payload, mask, rsv in frames:
-        raw.send_frame(opcode, payload, mask=mask, rsv=rsv)
+        # rsv -1 marks a frame sent without FIN (here: a fragmented control frame).
+        raw.send_frame(opcode, payload, mask=mask, rsv=max(rsv, 0), fin=rsv != -1)
     assert raw.recv_close()[0] == code
     assert raw.at_eof()
     assert OUT.get(f"echo:{key}")["code"] == code
+    with client(server, "/echo") as ws:  # the server keeps serving others
+        ws.send("next")
+        assert ws.recv() == "next"
 
 
 def test_message_over_ws_max_size_closes_with_1009() -> None:
@@ -555,6 +564,15 @@ def test_message_over_ws_max_size_closes_with_1009() -> None:
             ws.recv()
         assert info.value.rcvd is not None and info.value.rcvd.code == 1009
         assert OUT.get("echo:big")["code"] == 1009
+
+
+def test_upgrade_without_connection_upgrade_is_plain_http(server: RunningServer) -> None:
+    # RFC 9110 section 7.8: Upgrade is a hop-by-hop field, only an upgrade when
+    # Connection lists it; otherwise the request is an ordinary one for the app.
+    raw = RawWS(server, "/plain?no-connection-token", [("Connection", "keep-alive")])
+    status, _ = raw.response_head()
+    assert status == 200
+    assert OUT.get("http:no-connection-token")["type"] == "http"
 
 
 def test_ws_none_answers_upgrades_as_plain_http() -> None:
@@ -679,14 +697,20 @@ def test_app_that_does_not_receive_pauses_reading_at_ws_max_queue() -> None:
         burst = frame * 64
         total = 0
         sock.setblocking(False)
-        # Send until the kernel buffers are full: then the server has stopped reading.
+        # Send until the kernel buffers stay full while the app's queue is at its mark:
+        # then the server has stopped reading (rather than being momentarily behind).
         while total < 64 * 1024 * 1024:
             try:
                 total += sock.send(burst)
             except BlockingIOError:
-                break
+                _, writable, _ = select.select([], [sock], [], 0.5)
+                if not writable and conn.session is not None and conn.session.queued >= 4:
+                    break
         assert total < 64 * 1024 * 1024, "the server kept reading; the app took nothing"
-        assert conn.session is not None and conn.session.queued <= 4
+        # What waits for the app: the 4 messages of the mark, plus at most the rest of
+        # the one socket read (256 KiB) that crossed it.
+        assert conn.session is not None and conn.session.queued >= 4
+        assert conn.session.queued_bytes <= 4 * 1024 + 256 * 1024
         sock.setblocking(True)
         sock.settimeout(DEADLINE)
         HOARD_GATE.open()
