@@ -406,7 +406,11 @@ def to_markdown(
         f"open; RSS of the process tree is read after a {settings.idle_hold:.0f} s hold, "
         "then the client checks how many are still open. Keep-alive timeouts are raised "
         "to 120 s where the server has one; granian's connection cap (backpressure) "
-        "and gunicorn's worker-connections are raised to fit.",
+        "and gunicorn's worker-connections are raised to fit. RSS sums every process of "
+        "the server (granian, gunicorn and hypercorn run a worker beside their main "
+        "process even with one worker; uvicorn and pier serve in one); KiB per "
+        "connection compares the cost of a connection alone, and PSS counts shared "
+        "pages once.",
         "- Notes flag what to distrust: a load client using >= 90% of its core (the "
         "figure may be the client's limit, not the server's), and CPU used by other "
         "processes on either core during the measurement (a shared machine; from "
