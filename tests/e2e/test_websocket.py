@@ -244,7 +244,8 @@ class RawWS:
     """A hand-rolled client: exact bytes out, every frame in, nothing hidden."""
 
     def __init__(self, server: RunningServer, path: str = "/echo",
-                 headers: list[tuple[str, str]] | None = None, method: str = "GET") -> None:
+                 headers: list[tuple[str, str]] | None = None, method: str = "GET",
+                 after_head: bytes = b"") -> None:
         self.sock = server.connect(DEADLINE)
         _OPEN_SOCKETS.append(self.sock)
         self.buffer = bytearray()
@@ -256,7 +257,7 @@ class RawWS:
         head = f"{method} {path} HTTP/1.1\r\n" + "".join(
             f"{name}: {value}\r\n" for name, value in fields.items() if value
         )
-        self.sock.sendall(head.encode() + b"\r\n")
+        self.sock.sendall(head.encode() + b"\r\n" + after_head)
 
     def _fill(self) -> bool:
         try:
@@ -302,19 +303,7 @@ class RawWS:
 
     def send_frame(self, opcode: int, payload: bytes = b"", *, fin: bool = True,
                    rsv: int = 0, mask: bool = True) -> None:
-        head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
-        bit = 0x80 if mask else 0
-        size = len(payload)
-        if size < 126:
-            head += bytes([bit | size])
-        elif size < 1 << 16:
-            head += bytes([bit | 126]) + struct.pack("!H", size)
-        else:
-            head += bytes([bit | 127]) + struct.pack("!Q", size)
-        if mask:
-            key = os.urandom(4)
-            payload = key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(head + payload)
+        self.sock.sendall(frame_bytes(opcode, payload, fin=fin, rsv=rsv, mask=mask))
 
     def recv_frame(self) -> tuple[int, bytes]:
         first, second = self._exact(2)
@@ -339,6 +328,24 @@ class RawWS:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def frame_bytes(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0,
+                mask: bool = True) -> bytes:
+    """A client frame (RFC 6455 section 5.2), masked unless told otherwise."""
+    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    bit = 0x80 if mask else 0
+    size = len(payload)
+    if size < 126:
+        head += bytes([bit | size])
+    elif size < 1 << 16:
+        head += bytes([bit | 126]) + struct.pack("!H", size)
+    else:
+        head += bytes([bit | 127]) + struct.pack("!Q", size)
+    if mask:
+        key = os.urandom(4)
+        payload = key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return head + payload
 
 
 def close_payload(code: int, reason: bytes = b"") -> bytes:
@@ -482,6 +489,20 @@ def test_abrupt_client_reset_while_the_app_is_sending(server: RunningServer) -> 
     with client(server, "/echo") as ws:  # the server keeps serving
         ws.send("still here")
         assert ws.recv() == "still here"
+
+
+def test_frames_sent_with_the_handshake_are_kept_for_after_accept(
+    server: RunningServer,
+) -> None:
+    # In the same segment as the head (H1 hands these bytes over), and just after it.
+    raw = RawWS(server, "/echo?eager", after_head=frame_bytes(1, b"with the head"))
+    raw.send_frame(1, b"after the head")
+    raw.opened()
+    assert raw.recv_frame() == (1, b"with the head")
+    assert raw.recv_frame() == (1, b"after the head")
+    raw.send_frame(8, close_payload(1000))
+    assert raw.recv_frame()[0] == 8
+    assert OUT.get("echo:eager")["code"] == 1000
 
 
 def test_client_pings_get_pongs(server: RunningServer) -> None:

@@ -8,9 +8,10 @@ Rules:
    object is the transport's protocol and the one entry for it in ctx.connections.
 3. Nothing a client sends can make the server buffer without limit: bytes sent before
    the handshake is answered pause reading past `_EARLY_DATA`; messages the app has not
-   received pause reading past --ws-max-queue messages or --ws-max-size bytes; the
-   app's send() waits while the write buffer is above its mark; and pongs owed while
-   the peer does not read collapse into one (for its latest ping).
+   received pause reading once --ws-max-queue messages or --ws-max-size bytes wait
+   (the rest of the socket read that crossed the mark is still queued); the app's
+   send() waits while the write buffer is above its mark; and pongs owed while the
+   peer does not read collapse into one (for its latest ping).
 4. Closing: the server half-closes TCP after the closing handshake (RFC 6455 section
    7.1.1: the server closes first) and aborts a peer that has not closed its side or
    answered our close frame within --timeout-ws-handshake. Graceful shutdown closes
@@ -42,7 +43,7 @@ from pier.proto.h1 import AppResponseError, ResponseFramer
 
 logger = logging.getLogger("pier.error")
 
-__all__ = ["WSProtocol", "WSSettings", "make_ws_handler"]
+__all__ = ["WSProtocol", "WSSettings", "handler_from_config", "make_ws_handler"]
 
 # Bytes a client may send before its handshake is answered; RFC 6455 section 4.1 says it
 # must wait for the answer, so this only has to hold a pipelined first frame or two.
