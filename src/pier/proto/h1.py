@@ -55,8 +55,11 @@ class H1Parser:
         "_body_size",
         "_dead",
         "_events",
+        "_framing",
         "_head_fed",
         "_headers",
+        "_in_message",
+        "_line_hint",
         "_parser",
         "_reading_head",
         "_refusal",
@@ -74,7 +77,10 @@ class H1Parser:
         self._refusal: BadRequest | None = None
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._framing: list[tuple[bytes, bytes]] = []
         self._body_size = 0
+        self._line_hint: bytes | None = None
+        self._in_message = False
 
     @property
     def dead(self) -> bool:
@@ -86,6 +92,13 @@ class H1Parser:
             return []
         events: list[Event] = []
         self._events = events
+        # A chunk that starts at a message boundary and is no longer than one header
+        # line may hold can hold no oversize field or head: the first request in it
+        # needs no size checks, and its request line is at the chunk's start.
+        if not self._in_message and len(data) <= self.limits.field_size:
+            self._line_hint = data
+        else:
+            self._line_hint = None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -129,17 +142,26 @@ class H1Parser:
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._framing = []
         self._body_size = 0
         self._reading_head = True
+        self._in_message = True
 
     def on_url(self, url: bytes) -> None:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # Called once per header from C: keep it to one append. Limits and framing
-        # headers are checked in one pass when the head is complete; until then the
-        # bytes-fed backstop in receive_data bounds what a flood can hold.
+        # Called from C once per header, so the per-header work happens here rather
+        # than in a second loop. Size limits are checked at headers-complete; until
+        # then the bytes-fed backstop in receive_data bounds what a flood can hold.
+        name = name.lower()
+        if value and value[-1] in _OWS:
+            # llhttp strips leading whitespace only; trailing OWS is not part of the
+            # field value either (RFC 9110 section 5.5).
+            value = value.rstrip(b" \t")
         self._headers.append((name, value))
+        if name in _FRAMING_HEADERS:
+            self._framing.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
@@ -152,53 +174,43 @@ class H1Parser:
                 f"request target longer than {limits.request_line} bytes"
                 " (raise --limit-request-line to allow it)",
             )
-        raw = self._headers
-        if len(raw) > limits.fields:
+        headers = self._headers
+        if len(headers) > limits.fields:
             self._refuse(431, f"more than {limits.fields} header fields (--limit-request-fields)")
-        field_size = limits.field_size
-        size = len(url)
-        headers = []
+        hint = self._line_hint
+        self._line_hint = None
+        if hint is None:
+            # The head may be larger than what one read brought: measure it.
+            self._check_sizes(url, headers)
         length: int | None = None
         chunked = expect_continue = trailers_ok = False
         upgrade: bytes | None = None
         hosts = 0
-        for raw_name, raw_value in raw:
-            field = len(raw_name) + len(raw_value)
-            if field > field_size:
-                self._refuse(
-                    431,
-                    f"header field {raw_name[:64]!r} is {field} bytes, over the"
-                    f" {field_size} byte limit (--limit-request-field-size)",
-                )
-            size += field + 4
-            name = raw_name.lower()
-            value = raw_value
-            if value and value[-1] in _OWS:
-                # llhttp strips leading whitespace only; trailing OWS is not part of
-                # the field value either (RFC 9110 section 5.5).
-                value = value.rstrip(b" \t")
-            headers.append((name, value))
-            if name in _FRAMING_HEADERS:
-                if name == b"host":
-                    hosts += 1
-                elif name == b"content-length":
-                    length = int(value)  # llhttp refused duplicates and non-digits
-                elif name == b"transfer-encoding":
-                    chunked = True
-                elif name == b"expect":
-                    expect_continue = value.lower() == b"100-continue"
-                elif name == b"upgrade":
-                    upgrade = value.strip().lower()
-                elif name == b"te":
-                    trailers_ok = b"trailers" in value.lower()
-        if size > limits.head_size:
-            self._refusal = self._too_large_head()
-            raise _Refuse
+        for name, value in self._framing:
+            if name == b"host":
+                hosts += 1
+            elif name == b"content-length":
+                length = int(value)  # llhttp refused duplicates and non-digits
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"expect":
+                expect_continue = value.lower() == b"100-continue"
+            elif name == b"upgrade":
+                upgrade = value.strip().lower()
+            elif name == b"te":
+                trailers_ok = b"trailers" in value.lower()
         body_limit = limits.body
         if body_limit is not None and length is not None and length > body_limit:
             self._refuse(413, self._body_too_large(body_limit))
         parser = self._parser
-        version = parser.get_http_version()
+        version = None
+        if hint is not None:
+            # This head began the chunk just fed: its request line is the chunk's first
+            # line, and reading the version there is cheaper than asking llhttp.
+            line_end = hint.find(b"\r\n")
+            version = _VERSION_TAILS.get(hint[line_end - 9 : line_end])
+        if version is None:
+            version = parser.get_http_version()
         if version != "1.1":
             if version == "0.9":
                 self._refuse(400, "request line without an HTTP version (HTTP/0.9 is not served)")
@@ -222,10 +234,12 @@ class H1Parser:
                 raw_path = raw_path.partition(b"#")[0]
         else:
             raw_path, query = _split_other_target(url)
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("ascii")
         # Positional on purpose: this runs once per request.
         self._events.append(
             Request(
-                parser.get_method().decode("ascii"),
+                method,
                 raw_path,
                 query,
                 headers,
@@ -240,6 +254,23 @@ class H1Parser:
             )
         )
 
+    def _check_sizes(self, url: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        limits = self.limits
+        field_size = limits.field_size
+        size = len(url)
+        for name, value in headers:
+            field = len(name) + len(value)
+            if field > field_size:
+                self._refuse(
+                    431,
+                    f"header field {name[:64]!r} is {field} bytes, over the"
+                    f" {field_size} byte limit (--limit-request-field-size)",
+                )
+            size += field + 4
+        if size > limits.head_size:
+            self._refusal = self._too_large_head()
+            raise _Refuse
+
     def _body_too_large(self, limit: int) -> str:
         return f"request body larger than {limit} bytes (raise --limit-request-body to allow it)"
 
@@ -252,10 +283,17 @@ class H1Parser:
         self._events.append(Body(body))
 
     def on_message_complete(self) -> None:
+        self._in_message = False
         self._events.append(END_OF_MESSAGE)
 
 
 _OWS = (0x20, 0x09)
+# " HTTP/1.1" at the end of a request line, mapped to the scope's http_version.
+_VERSION_TAILS = {b" HTTP/1.1": "1.1", b" HTTP/1.0": "1.0"}
+_METHODS = {
+    name.encode(): name
+    for name in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
+}
 _VERSIONS = frozenset({"1.1", "1.0"})
 _FRAMING_HEADERS = frozenset(
     {b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"te", b"host"}
