@@ -33,6 +33,9 @@ class Lifespan:
         self._answer: asyncio.Future[Message] | None = None
         self._task: asyncio.Task[None] | None = None
         self._app_error: BaseException | None = None
+        # Has the app answered lifespan.startup? Decides which answers send() accepts
+        # and whether an exception is "no lifespan support" or a real failure.
+        self._startup_answered = False
 
     async def startup(self) -> None:
         if not self.supported:
@@ -91,15 +94,13 @@ class Lifespan:
             await self.app(scope, self._receive, self._send)
         except BaseException as exc:
             self._app_error = exc
-            if self.mode == "on" or (self._answer is not None and self._startup_answered):
+            if self.mode == "on" or self._startup_answered:
                 logger.error("Exception in the app's lifespan handler", exc_info=exc)
             if not isinstance(exc, Exception):
                 raise
         finally:
             if self._answer is not None and not self._answer.done():
                 self._answer.set_result({"type": "pier.lifespan.stopped"})
-
-    _startup_answered = False
 
     async def _receive(self) -> Message:
         return await self._inbox.get()

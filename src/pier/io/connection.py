@@ -232,10 +232,7 @@ class H1Connection(asyncio.Protocol):
         ctx.total_requests += 1
         if ctx.access_log is not None:
             cycle.started_at = perf_counter()
-        limit = ctx.limit_concurrency
-        if limit is not None and len(ctx.tasks) >= limit:
-            # Requests in flight, not connections: idle keep-alive connections cost a
-            # few KiB and should not turn real requests away.
+        if ctx.limit_concurrency is not None and ctx.over_capacity():
             self._answer_plain(cycle, 503, "Service Unavailable: too many concurrent requests")
             return
         task = self._new_task(run_app(ctx.app, cycle, self))

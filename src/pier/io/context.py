@@ -33,7 +33,7 @@ class ServerContext:
     # "server: pier\r\ndate: ...\r\n" plus --header lines; refreshed once a second.
     default_headers: bytes = b""
     lifespan_state: dict[str, Any] = field(default_factory=dict)
-    # Connection-wide scope extensions (the "tls" extension when TLS is on).
+    # Takes over upgraded connections (io/websocket.py); None when --ws none.
     ws_handler: Callable[..., Any] | None = None
     connections: set[Any] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
