@@ -1,33 +1,34 @@
-"""The sans-I/O HTTP/1.1 layer: bytes in, events out; responses in, bytes out.
+"""The sans-I/O HTTP/1.1 layer: bytes in, handler calls out; responses in, bytes out.
 
 Pins RFC 9112 section 2-3 (message and request line), 3.2 (Host), 6 (body framing),
 7.1 (chunked), RFC 9110 section 5.5 (field values) and 10.1.1 (Expect). Every input
 is fed whole, byte by byte, and split at every point, as h11's tests do: the parser
-must give the same events however the bytes arrive.
+must give the same events however the bytes arrive. The parser reports to a handler
+by plain calls; an EventRecorder turns them back into records to compare.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from pier.proto.events import BadRequest, Body, EndOfMessage, Request, Upgrade
+from pier.proto.events import BadRequest, Body, EndOfMessage, EventRecorder, Request, Upgrade
 from pier.proto.h1 import AppResponseError, H1Parser, ResponseFramer
 from pier.proto.limits import Limits
 
 
 def feed(data: bytes, *, how: str = "whole", limits: Limits | None = None) -> list[object]:
-    parser = H1Parser(limits or Limits())
-    events: list[object] = []
+    recorder = EventRecorder()
+    parser = H1Parser(limits or Limits(), recorder)
     if how == "whole":
-        events += parser.receive_data(data)
+        parser.receive_data(data)
     elif how == "bytes":
         for index in range(len(data)):
-            events += parser.receive_data(data[index : index + 1])
+            parser.receive_data(data[index : index + 1])
     else:
         split = int(how)
-        events += parser.receive_data(data[:split])
-        events += parser.receive_data(data[split:])
-    return events
+        parser.receive_data(data[:split])
+        parser.receive_data(data[split:])
+    return list(recorder.events)
 
 
 def merged(events: list[object]) -> list[object]:
@@ -83,11 +84,14 @@ def test_pipelined_requests_come_out_in_order_with_their_own_versions() -> None:
 
 
 def test_a_version_lookalike_inside_a_body_is_not_taken_for_the_next_request_line() -> None:
-    parser = H1Parser(Limits())
+    recorder = EventRecorder()
+    parser = H1Parser(Limits(), recorder)
     parser.receive_data(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n")
+    recorder.take()
     # The rest of the body, then a new request, in one chunk: the chunk does not
     # start at a message boundary, so its first line says nothing about the request.
-    events = parser.receive_data(b"ab HTTP/1.0\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n")
+    parser.receive_data(b"ab HTTP/1.0\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n")
+    events = recorder.take()
     request = next(e for e in events if isinstance(e, Request))
     assert request.http_version == "1.1"
     assert request.raw_path == b"/next"
@@ -135,9 +139,38 @@ def test_malformed_and_ambiguous_requests_are_refused(data: bytes, status: int) 
 
 
 def test_after_a_refusal_the_parser_reads_nothing_more() -> None:
-    parser = H1Parser(Limits())
-    assert isinstance(parser.receive_data(b"BAD\r\n\r\n")[-1], BadRequest)
-    assert parser.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n") == []
+    recorder = EventRecorder()
+    parser = H1Parser(Limits(), recorder)
+    parser.receive_data(b"BAD\r\n\r\n")
+    assert isinstance(recorder.take()[-1], BadRequest)
+    parser.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert recorder.take() == [] and parser.dead
+
+
+@pytest.mark.parametrize("how", ["whole", "bytes"])
+def test_nothing_is_read_after_a_request_that_closes_the_connection(how: str) -> None:
+    # RFC 9112 section 9.6: a request pipelined after "Connection: close" is not served.
+    data = (
+        b"GET /1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        b"GET /2 HTTP/1.1\r\nHost: h\r\n\r\n"
+    )
+    events = feed(data, how=how)
+    requests = [e for e in events if isinstance(e, Request)]
+    assert [r.raw_path for r in requests] == [b"/1"]
+    assert events[-1] == EndOfMessage()
+
+
+class _Broken(EventRecorder):
+    def on_request(self, *values: object) -> None:
+        raise LookupError("a bug in the handler")
+
+
+def test_a_failing_handler_surfaces_as_itself_not_as_a_bad_request() -> None:
+    handler = _Broken()
+    parser = H1Parser(Limits(), handler)
+    with pytest.raises(LookupError, match="a bug in the handler"):
+        parser.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert parser.dead and handler.events == []
 
 
 @pytest.mark.parametrize("how", ["whole", "bytes"])
@@ -159,11 +192,13 @@ def test_limits_answer_with_the_status_that_names_them(how: str) -> None:
 
 
 def test_an_endless_header_line_is_cut_off_before_it_is_complete() -> None:
-    parser = H1Parser(Limits(head_size=1000))
+    recorder = EventRecorder()
+    parser = H1Parser(Limits(head_size=1000), recorder)
     parser.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\nX: ")
     events: list[object] = []
     for _ in range(200):
-        events += parser.receive_data(b"v" * 1000)
+        parser.receive_data(b"v" * 1000)
+        events += recorder.take()
         if events:
             break
     assert isinstance(events[-1], BadRequest) and events[-1].status == 431

@@ -33,7 +33,7 @@ from pier.asgi.proxy import apply_proxy_headers
 from pier.asgi.scope import ConnectionInfo, http_scope
 from pier.io.context import ServerContext
 from pier.io.tls import tls_extension
-from pier.proto.events import BadRequest, Body, EndOfMessage, Request, Upgrade
+from pier.proto.events import BadRequest, Request
 from pier.proto.h1 import AppResponseError, H1Parser, ResponseFramer
 
 logger = logging.getLogger("pier.error")
@@ -63,16 +63,21 @@ _IDLE = Wait.IDLE
 _HEAD = Wait.HEAD
 
 
+# What the framing and the access log need of a request, kept from its head until its
+# response is done: (method, http_version, keep_alive, accepts_trailers, has_body,
+# query_string). A tuple, because it is built per request (a slotted record costs ~2k
+# instructions more, see docs/performance.md).
+_Head = tuple[str, str, bool, bool, bool, bytes]
+
+
 class H1Connection(asyncio.Protocol):
     __slots__ = (
         "_active",
-        "_active_request",
-        "_close_after_request",
+        "_active_head",
         "_deadline",
         "_drain_waiter",
         "_framer",
         "_head_sent",
-        "_last_request_read",
         "_new_task",
         "_pending_refusal",
         "_queue",
@@ -96,7 +101,7 @@ class H1Connection(asyncio.Protocol):
         self.ctx = ctx
         self.loop = ctx.loop
         self._new_task = task_starter(ctx.loop)
-        self.parser = H1Parser(ctx.limits)
+        self.parser = H1Parser(ctx.limits, self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.info: ConnectionInfo = info_base  # type: ignore[assignment]
         self.closed = False
@@ -104,13 +109,12 @@ class H1Connection(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._read_paused = False
         self._active: HTTPCycle | None = None
-        self._active_request: Request | None = None
+        # What the framing needs to know of the active request (see _Head).
+        self._active_head: _Head | None = None
         self._reading: HTTPCycle | None = None
-        self._queue: deque[tuple[HTTPCycle, Request]] = deque()
+        self._queue: deque[tuple[HTTPCycle, _Head]] = deque()
         self._framer: ResponseFramer | None = None
         self._head_sent = False
-        self._last_request_read = False
-        self._close_after_request = False
         self._sent = 0
         self._trailers: list[Any] = []
         self._pending_refusal: BadRequest | None = None
@@ -169,69 +173,84 @@ class H1Connection(asyncio.Protocol):
         return None
 
     def data_received(self, data: bytes) -> None:
-        if self._last_request_read:
-            return  # after "Connection: close" (or HTTP/1.0) nothing more is a request
-        events = self.parser.receive_data(data)
-        if events:
-            self._handle(events)
-        if self._active is None and self._wait is _IDLE and not self.closed:
+        # The parser calls back on_request/on_body/on_end/... (the RequestHandler
+        # below) while it reads; after a request that closes the connection it reads
+        # nothing more.
+        self.parser.receive_data(data)
+        if self._wait is _IDLE and self.parser.reading_head and not self.closed:
             # Bytes of a request head arrived; the whole head now has a deadline.
             self._set_deadline(_HEAD, self.ctx.timeout_request_header)
 
-    # Event routing ---------------------------------------------------------------------
+    # RequestHandler (called by H1Parser) ----------------------------------------------
+    # Fused on purpose (design.md): the parser hands plain values, no event objects.
+    # Measured with bench/instructions: see docs/performance.md.
 
-    def _handle(self, events: list[Any]) -> None:
-        for event in events:
-            kind = type(event)
-            if kind is Body:
-                cycle = self._reading
-                if cycle is not None:
-                    cycle.feed_body(event.data)
-                    if cycle.buffered > BODY_HIGH_WATER and not self._read_paused:
-                        self._pause_reading()
-            elif kind is Request:
-                self._on_request(event)
-            elif kind is EndOfMessage:
-                if self._reading is not None:
-                    self._reading.feed_end()
-                    self._reading = None
-                if self._close_after_request:
-                    self._last_request_read = True
-                    return
-            elif kind is Upgrade:
-                self._on_upgrade(event)
-            else:
-                self._on_refusal(event)
-
-    def _on_request(self, request: Request) -> None:
+    def on_request(  # noqa: PLR0917 - positional: keywords cost 830 more instructions a call
+        self,
+        method: str,
+        raw_path: bytes,
+        query_string: bytes,
+        headers: list[tuple[bytes, bytes]],
+        http_version: str,
+        keep_alive: bool,
+        expect_continue: bool,
+        upgrade: bytes | None,
+        content_length: int | None,
+        has_body: bool,
+        accepts_trailers: bool,
+        /,
+    ) -> None:
         ctx = self.ctx
-        if not request.keep_alive:
-            self._close_after_request = True
-        if request.upgrade == b"websocket" and ctx.ws_handler is not None:
-            # Handed over when the Upgrade event brings the bytes after the head.
-            self._upgrade_request = request
+        if upgrade is not None and upgrade == b"websocket" and ctx.ws_handler is not None:
+            # Handed over when on_upgrade brings the bytes after the head.
+            self._upgrade_request = Request(
+                method,
+                raw_path,
+                query_string,
+                headers,
+                http_version,
+                keep_alive,
+                expect_continue,
+                upgrade,
+                content_length,
+                has_body,
+                accepts_trailers,
+            )
             return
-        scope = http_scope(request, self.info, ctx.lifespan_state)
+        scope = http_scope(
+            self.info, ctx.lifespan_state, method, http_version, raw_path, query_string, headers
+        )
         if ctx.proxy is not None:
             apply_proxy_headers(scope, ctx.proxy)
-        cycle = HTTPCycle(
-            scope,
-            self,
-            has_body=request.has_body,
-            expect_continue=request.expect_continue,
-        )
+        cycle = HTTPCycle(scope, self)
+        if has_body:
+            cycle.expect_body(expect_continue)
         self._reading = cycle
+        head = (method, http_version, keep_alive, accepts_trailers, has_body, query_string)
         if self._active is None:
-            self._start(cycle, request)
+            self._start(cycle, head)
         else:
-            self._queue.append((cycle, request))
+            self._queue.append((cycle, head))
             if len(self._queue) >= PIPELINE_DEPTH and not self._read_paused:
                 self._pause_reading()
 
-    def _start(self, cycle: HTTPCycle, request: Request) -> None:
+    def on_body(self, data: bytes) -> None:
+        cycle = self._reading
+        if cycle is not None:
+            cycle.feed_body(data)
+            if cycle.buffered > BODY_HIGH_WATER and not self._read_paused:
+                self._pause_reading()
+
+    def on_end(self) -> None:
+        cycle = self._reading
+        if cycle is not None:
+            self._reading = None
+            cycle.feed_end()
+
+    def _start(self, cycle: HTTPCycle, head: _Head) -> None:
         ctx = self.ctx
         self._active = cycle
-        self._active_request = request
+        self._active_head = head
         self._wait = _NOTHING
         self._framer = None
         self._head_sent = False
@@ -247,20 +266,22 @@ class H1Connection(asyncio.Protocol):
             cycle.task = task
             ctx.tasks.add(task)
 
-    def _on_upgrade(self, event: Upgrade) -> None:
+    def on_upgrade(self, data: bytes) -> None:
         request = self._upgrade_request
         if request is not None:
             self._upgrade_request = None
             if self._active is None and not self._queue:
-                self._hand_over(request, event.data)
+                self._hand_over(request, data)
                 return
             # Pipelined behind unanswered requests: refuse rather than reorder.
-            self._on_refusal(BadRequest(400, "WebSocket upgrade pipelined behind other requests"))
+            self.on_bad_request(
+                BadRequest(400, "WebSocket upgrade pipelined behind other requests")
+            )
             return
         # Any other upgrade (h2c, ...) was answered as plain HTTP; what followed its
         # head is the next HTTP/1.1 request.
-        if event.data:
-            self._handle(self.parser.receive_data(event.data))
+        if data:
+            self.parser.receive_data(data)
 
     def _hand_over(self, request: Request, data: bytes) -> None:
         """Give the transport to the WebSocket glue (ctx.ws_handler), which becomes its protocol."""
@@ -275,7 +296,7 @@ class H1Connection(asyncio.Protocol):
         self.closed = True
         handler(transport=self.transport, request=request, info=self.info, data=data)
 
-    def _on_refusal(self, refusal: BadRequest) -> None:
+    def on_bad_request(self, refusal: BadRequest) -> None:
         logger.info(
             "Refused a request from %s: %s (HTTP %d)",
             _peer(self.info),
@@ -356,20 +377,21 @@ class H1Connection(asyncio.Protocol):
     def _encode_head(
         self, cycle: HTTPCycle, status: int, headers: Any, body_length: int | None
     ) -> bytes:
-        request = self._active_request
-        assert request is not None and cycle is self._active
+        head = self._active_head
+        assert head is not None and cycle is self._active
+        method, http_version, keep_alive, accepts_trailers, _, _ = head
         framer = self._framer = ResponseFramer()
         ctx = self.ctx
         try:
             return framer.head(
                 status,
                 headers,
-                method=request.method,
-                http_version=request.http_version,
-                keep_alive=request.keep_alive and not ctx.shutting_down,
+                method=method,
+                http_version=http_version,
+                keep_alive=keep_alive and not ctx.shutting_down,
                 default_headers=ctx.default_headers,
                 body_length=body_length,
-                trailers=cycle.trailers and request.accepts_trailers,
+                trailers=cycle.trailers and accepts_trailers,
             )
         except AppResponseError as exc:
             raise ASGIProtocolError(str(exc)) from None
@@ -448,13 +470,13 @@ class H1Connection(asyncio.Protocol):
 
     def response_done(self, cycle: HTTPCycle) -> None:
         framer = self._framer
-        request = self._active_request
-        assert framer is not None and request is not None
+        head = self._active_head
+        assert framer is not None and head is not None
         ctx = self.ctx
         if ctx.access_log is not None:
-            self._log_access(cycle, request)
+            self._log_access(cycle, head)
         keep_alive = framer.keep_alive and not ctx.shutting_down and not self.closed
-        if cycle._continue_pending and request.has_body:
+        if cycle._continue_pending and head[4]:
             # The client waits for "100 Continue" before sending its body, and the app
             # answered without asking for it: we cannot know what comes next.
             keep_alive = False
@@ -492,15 +514,15 @@ class H1Connection(asyncio.Protocol):
             self.transport.write(_plain_response(status, text, self.ctx.default_headers))
         self._head_sent = True
         self._framer = ResponseFramer()
-        request = self._active_request
-        if self.ctx.access_log is not None and request is not None:
-            self._log_access(cycle, request, status=status)
+        head = self._active_head
+        if self.ctx.access_log is not None and head is not None:
+            self._log_access(cycle, head, status=status)
         self._finish_active(keep_alive=False)
 
     def _finish_active(self, keep_alive: bool) -> None:
         active = self._active
         self._active = None
-        self._active_request = None
+        self._active_head = None
         self._framer = None
         if active is not None and not keep_alive:
             active.feed_disconnect()
@@ -513,23 +535,24 @@ class H1Connection(asyncio.Protocol):
             self._close()
             return
         if self._queue:
-            cycle, request = self._queue.popleft()
-            self._start(cycle, request)
+            cycle, head = self._queue.popleft()
+            self._start(cycle, head)
             return
         self._set_deadline(_IDLE, self.ctx.timeout_keep_alive)
         if self._read_paused:
             self._resume_reading()
 
-    def _log_access(self, cycle: HTTPCycle, request: Request, status: int = 0) -> None:
+    def _log_access(self, cycle: HTTPCycle, head: _Head, status: int = 0) -> None:
         access = self.ctx.access_log
         assert access is not None
+        method, http_version, _, _, _, query_string = head
         scope = cycle.scope
         access.record(
             client=scope["client"],
-            method=request.method,
+            method=method,
             path=scope["path"],
-            query_string=request.query_string,
-            http_version=request.http_version,
+            query_string=query_string,
+            http_version=http_version,
             status=status or cycle.status,
             size=self._sent,
             duration=perf_counter() - cycle.started_at,

@@ -1,13 +1,14 @@
 """HTTP/1.1 on httptools (llhttp), sans I/O: bytes in, events out; responses in, bytes out.
 
 Rules:
-1. No asyncio, no sockets, no clocks here. `H1Parser.receive_data(bytes)` returns the
-   events the bytes completed; `ResponseFramer` turns a response into bytes.
+1. No asyncio, no sockets, no clocks here. `H1Parser.receive_data(bytes)` tells a
+   `RequestHandler` (proto/events.py) what the bytes completed, by plain calls with
+   plain values; `ResponseFramer` turns a response into bytes.
 2. llhttp does the framing and is strict by default (RFC 9112): Content-Length with
    Transfer-Encoding, duplicate Content-Length, bad chunk sizes, bare LF, NUL and obs-fold
    in headers are all parse errors. This module adds what llhttp lacks (size and count
    limits, RFC 9112 section 2.3) and turns every parser error into one `BadRequest`
-   event carrying the status to answer. After a `BadRequest` the parser is dead: a
+   carrying the status to answer. After a `BadRequest` the parser is dead: a
    connection that sent garbage is never read again, so no smuggled request is served.
 3. The response side refuses header names and values that could split a response
    (CR, LF, NUL) and decides the framing: Content-Length when the length is known,
@@ -24,14 +25,7 @@ from typing import Any
 
 import httptools
 
-from pier.proto.events import (
-    END_OF_MESSAGE,
-    BadRequest,
-    Body,
-    Event,
-    Request,
-    Upgrade,
-)
+from pier.proto.events import BadRequest, RequestHandler
 from pier.proto.limits import Limits
 
 __all__ = ["AppResponseError", "H1Parser", "ResponseFramer", "status_line"]
@@ -39,6 +33,10 @@ __all__ = ["AppResponseError", "H1Parser", "ResponseFramer", "status_line"]
 
 class _Refuse(Exception):
     """Raised inside a parser callback to stop parsing; the reason is on the parser."""
+
+
+class _Stop(Exception):
+    """Raised inside a parser callback to stop reading after the connection's last request."""
 
 
 # While the head is incomplete llhttp buffers a partial header line itself, so the
@@ -49,30 +47,46 @@ _READ_SLACK = 65536
 
 
 class H1Parser:
-    """The request side of one HTTP/1.1 connection."""
+    """The request side of one HTTP/1.1 connection; tells a `RequestHandler` what it read.
+
+    The handler is called from inside llhttp's callbacks, in wire order, while
+    `receive_data` runs (no event objects: see proto/events.py). An exception a handler
+    raises stops this parser for good and propagates out of `receive_data` as itself.
+    """
 
     __slots__ = (
         "_body_size",
         "_dead",
-        "_events",
         "_framing",
         "_head_fed",
         "_headers",
         "_in_message",
+        "_keep_alive",
         "_line_hint",
+        "_on_bad_request",
+        "_on_body",
+        "_on_end",
+        "_on_request",
+        "_on_upgrade",
         "_parser",
-        "_reading_head",
         "_refusal",
         "_url",
         "limits",
+        "reading_head",
     )
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, handler: RequestHandler) -> None:
         self.limits = limits
         self._parser = httptools.HttpRequestParser(self)
-        self._events: list[Event] = []
+        # Bound once: these run per request and per body chunk.
+        self._on_request = handler.on_request
+        self._on_body = handler.on_body
+        self._on_end = handler.on_end
+        self._on_upgrade = handler.on_upgrade
+        self._on_bad_request = handler.on_bad_request
         self._dead = False
-        self._reading_head = False
+        # Is a request head partly read (begun, not complete)?
+        self.reading_head = False
         self._head_fed = 0
         self._refusal: BadRequest | None = None
         self._url = b""
@@ -81,17 +95,17 @@ class H1Parser:
         self._body_size = 0
         self._line_hint: bytes | None = None
         self._in_message = False
+        self._keep_alive = True
 
     @property
     def dead(self) -> bool:
+        """Nothing more is read: after a refusal, or after a request that closes the connection."""
         return self._dead
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        """Feed bytes from the client; return the events they completed."""
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the client; the handler hears what they completed."""
         if self._dead:
-            return []
-        events: list[Event] = []
-        self._events = events
+            return
         # A chunk that starts at a message boundary and is no longer than one header
         # line may hold can hold no oversize field or head: the first request in it
         # needs no size checks, and its request line is at the chunk's start.
@@ -102,29 +116,36 @@ class H1Parser:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            # The head asked to switch protocols. Whoever handles the Upgrade event
-            # either takes the connection over, or feeds `data` back in as HTTP/1.1,
-            # which a fresh parser reads as the next request.
+            # The head asked to switch protocols. The handler either takes the
+            # connection over, or feeds the rest back in as HTTP/1.1, which a fresh
+            # parser reads as the next request.
             offset = exc.args[0]
             self._parser = httptools.HttpRequestParser(self)
-            events.append(Upgrade(data[offset:]))
-            return events
-        except httptools.HttpParserCallbackError:
-            self._die(self._refusal or BadRequest(400, "the request could not be parsed"))
+            self._on_upgrade(data[offset:])
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Refuse):
+                self._die(self._refusal or BadRequest(400, "the request could not be parsed"))
+            elif not isinstance(cause, _Stop):
+                self._dead = True
+                if cause is None:
+                    self._die(BadRequest(400, "the request could not be parsed"))
+                    return
+                # The handler failed: that is a bug to see, not a client to blame.
+                raise cause from None
         except httptools.HttpParserInvalidMethodError as exc:
             self._die(BadRequest(400, f"invalid HTTP method ({exc})"))
         except httptools.HttpParserError as exc:
             self._die(BadRequest(400, f"malformed request: {exc}"))
         else:
-            if self._reading_head:
+            if self.reading_head:
                 self._head_fed += len(data)
                 if self._head_fed > self.limits.head_size + _READ_SLACK:
                     self._die(self._too_large_head())
-        return events
 
     def _die(self, refusal: BadRequest) -> None:
         self._dead = True
-        self._events.append(refusal)
+        self._on_bad_request(refusal)
 
     def _refuse(self, status: int, reason: str) -> None:
         self._refusal = BadRequest(status, reason)
@@ -144,9 +165,8 @@ class H1Parser:
         self._headers = []
         self._framing = []
         self._body_size = 0
-        self._reading_head = True
+        self.reading_head = True
         self._in_message = True
-
     def on_url(self, url: bytes) -> None:
         self._url += url
 
@@ -164,7 +184,7 @@ class H1Parser:
             self._framing.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self._reading_head = False
+        self.reading_head = False
         self._head_fed = 0
         limits = self.limits
         url = self._url
@@ -236,22 +256,20 @@ class H1Parser:
             raw_path, query = _split_other_target(url)
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method) or raw_method.decode("ascii")
-        # Positional on purpose: this runs once per request.
-        self._events.append(
-            Request(
-                method,
-                raw_path,
-                query,
-                headers,
-                version,
-                parser.should_keep_alive(),
-                expect_continue,
-                # Only an upgrade llhttp will act on (Connection: upgrade present).
-                upgrade if upgrade is not None and parser.should_upgrade() else None,
-                length,
-                bool(length) or chunked,
-                trailers_ok,
-            )
+        keep_alive = self._keep_alive = parser.should_keep_alive()
+        self._on_request(
+            method,
+            raw_path,
+            query,
+            headers,
+            version,
+            keep_alive,
+            expect_continue,
+            # Only an upgrade llhttp will act on (Connection: upgrade present).
+            upgrade if upgrade is not None and parser.should_upgrade() else None,
+            length,
+            bool(length) or chunked,
+            trailers_ok,
         )
 
     def _check_sizes(self, url: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -280,11 +298,16 @@ class H1Parser:
             self._body_size += len(body)
             if self._body_size > limit:
                 self._refuse(413, self._body_too_large(limit))
-        self._events.append(Body(body))
+        self._on_body(body)
 
     def on_message_complete(self) -> None:
         self._in_message = False
-        self._events.append(END_OF_MESSAGE)
+        self._on_end()
+        if not self._keep_alive:
+            # RFC 9112 section 9.6: after a request that closes the connection nothing
+            # more is read, not even requests pipelined behind it in the same chunk.
+            self._dead = True
+            raise _Stop
 
 
 _OWS = (0x20, 0x09)
