@@ -83,6 +83,7 @@ class H1Connection(asyncio.Protocol):
         "_queue",
         "_read_paused",
         "_reading",
+        "_response_framer",
         "_sent",
         "_timer",
         "_trailers",
@@ -113,7 +114,10 @@ class H1Connection(asyncio.Protocol):
         self._active_head: _Head | None = None
         self._reading: HTTPCycle | None = None
         self._queue: deque[tuple[HTTPCycle, _Head]] = deque()
+        # The framer of the response in flight (None before its head), and the one
+        # instance every response of this connection reuses.
         self._framer: ResponseFramer | None = None
+        self._response_framer = ResponseFramer()
         self._head_sent = False
         self._sent = 0
         self._trailers: list[Any] = []
@@ -380,7 +384,7 @@ class H1Connection(asyncio.Protocol):
         head = self._active_head
         assert head is not None and cycle is self._active
         method, http_version, keep_alive, accepts_trailers, _, _ = head
-        framer = self._framer = ResponseFramer()
+        framer = self._framer = self._response_framer
         ctx = self.ctx
         try:
             return framer.head(
