@@ -287,3 +287,15 @@ def test_trailers_close_the_chunked_body() -> None:
     head(framer, trailers=True)
     assert framer.body(b"x", False) == b"1\r\nx\r\n"
     assert framer.trailer_block([(b"x-sum", b"1")]) == b"0\r\nx-sum: 1\r\n\r\n"
+
+
+def test_reading_head_is_true_only_while_a_head_is_partly_read() -> None:
+    # The connection starts the request-head deadline from this (RFC 9112 section 9.5
+    # leaves timeouts to the server), never for a connection idle between requests.
+    parser = H1Parser(Limits(), EventRecorder())
+    parser.receive_data(b"\r\n")
+    assert not parser.reading_head
+    parser.receive_data(b"GET / HTTP/1.1\r\nHo")
+    assert parser.reading_head
+    parser.receive_data(b"st: h\r\n\r\n")
+    assert not parser.reading_head
