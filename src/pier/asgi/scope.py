@@ -26,6 +26,12 @@ class ConnectionInfo:
     raw_root_path: bytes
     extensions: dict[str, Any] | None = None  # connection-wide (e.g. "tls")
 
+    @property
+    def peer(self) -> str:
+        """Who is on the other end, for log lines."""
+        client = self.client
+        return f"{client[0]}:{client[1]}" if client else "a unix socket peer"
+
 
 def decode_path(raw_path: bytes) -> str:
     """Percent-decode a request path and read it as UTF-8 (invalid bytes replaced)."""

@@ -18,13 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
 import logging
 import os
-import sys
 from collections import deque
-from collections.abc import Callable
-from http import HTTPStatus
 from time import perf_counter
 from typing import Any, cast
 
@@ -32,9 +28,11 @@ from pier.asgi.http import ASGIProtocolError, HTTPCycle, Phase, run_app
 from pier.asgi.proxy import apply_proxy_headers
 from pier.asgi.scope import ConnectionInfo, http_scope
 from pier.io.context import ServerContext
+from pier.io.flow import WriteFlow
+from pier.io.tasks import task_starter
 from pier.io.tls import tls_extension
 from pier.proto.events import BadRequest, Request
-from pier.proto.h1 import AppResponseError, H1Parser, ResponseFramer
+from pier.proto.h1 import AppResponseError, H1Parser, ResponseFramer, plain_response
 
 logger = logging.getLogger("pier.error")
 
@@ -70,21 +68,20 @@ _HEAD = Wait.HEAD
 _Head = tuple[str, str, bool, bool, bool, bytes]
 
 
-class H1Connection(asyncio.Protocol):
+class H1Connection(WriteFlow, asyncio.Protocol):
     __slots__ = (
         "_active",
         "_active_head",
         "_deadline",
-        "_drain_waiter",
         "_framer",
         "_head_sent",
-        "_new_task",
         "_pending_refusal",
         "_queue",
         "_read_paused",
         "_reading",
         "_response_framer",
         "_sent",
+        "_start_task",
         "_timer",
         "_trailers",
         "_upgrade_request",
@@ -95,13 +92,12 @@ class H1Connection(asyncio.Protocol):
         "loop",
         "parser",
         "transport",
-        "write_paused",
     )
 
     def __init__(self, ctx: ServerContext, info_base: ConnectionInfo | None = None) -> None:
         self.ctx = ctx
         self.loop = ctx.loop
-        self._new_task = task_starter(ctx.loop)
+        self._start_task = task_starter(ctx.loop)
         self.parser = H1Parser(ctx.limits, self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.info: ConnectionInfo = info_base  # type: ignore[assignment]
@@ -154,22 +150,9 @@ class H1Connection(asyncio.Protocol):
         for cycle, _ in self._queue:
             cycle.feed_disconnect()
         self._queue.clear()
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self.release_writers()
         if ctx.on_idle is not None:
             ctx.on_idle()
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None:
-            self._drain_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
 
     def eof_received(self) -> bool | None:
         # A client that half-closes after its request still gets the answer; the
@@ -265,7 +248,7 @@ class H1Connection(asyncio.Protocol):
         if ctx.limit_concurrency is not None and ctx.over_capacity():
             self._answer_plain(cycle, 503, "Service Unavailable: too many concurrent requests")
             return
-        task = self._new_task(run_app(ctx.app, cycle, self))
+        task = self._start_task(run_app(ctx.app, cycle, self))
         if not task.done():  # an eagerly started app may already have finished
             cycle.task = task
             ctx.tasks.add(task)
@@ -303,7 +286,7 @@ class H1Connection(asyncio.Protocol):
     def on_bad_request(self, refusal: BadRequest) -> None:
         logger.info(
             "Refused a request from %s: %s (HTTP %d)",
-            _peer(self.info),
+            self.info.peer,
             refusal.reason,
             refusal.status,
         )
@@ -330,7 +313,7 @@ class H1Connection(asyncio.Protocol):
 
     def _write_refusal(self, refusal: BadRequest) -> None:
         self.transport.write(
-            _plain_response(refusal.status, refusal.reason, self.ctx.default_headers)
+            plain_response(refusal.status, refusal.reason, self.ctx.default_headers)
         )
         self._close()
 
@@ -356,10 +339,10 @@ class H1Connection(asyncio.Protocol):
             logger.info(
                 "Closed a connection from %s: the request head did not arrive within %ss"
                 " (--timeout-request-header)",
-                _peer(self.info),
+                self.info.peer,
                 self.ctx.timeout_request_header,
             )
-            self.transport.write(_plain_response(408, "Request Timeout", self.ctx.default_headers))
+            self.transport.write(plain_response(408, "Request Timeout", self.ctx.default_headers))
         self._close()
 
     # ResponseStream (called by HTTPCycle) -----------------------------------------------
@@ -464,14 +447,6 @@ class H1Connection(asyncio.Protocol):
         ):
             self._resume_reading()
 
-    async def drain(self) -> None:
-        if not self.write_paused or self.closed:
-            return
-        waiter = self._drain_waiter
-        if waiter is None:
-            waiter = self._drain_waiter = self.loop.create_future()
-        await waiter
-
     def response_done(self, cycle: HTTPCycle) -> None:
         framer = self._framer
         head = self._active_head
@@ -515,7 +490,7 @@ class H1Connection(asyncio.Protocol):
         cycle.phase = Phase.DONE
         cycle.status = status
         if not self.closed:
-            self.transport.write(_plain_response(status, text, self.ctx.default_headers))
+            self.transport.write(plain_response(status, text, self.ctx.default_headers))
         self._head_sent = True
         self._framer = ResponseFramer()
         head = self._active_head
@@ -609,37 +584,3 @@ def connection_info(transport: asyncio.BaseTransport, *, root_path: str) -> Conn
         raw_root_path=root_path.encode("utf-8"),
         extensions=extensions,
     )
-
-
-def _peer(info: ConnectionInfo) -> str:
-    client = info.client
-    return f"{client[0]}:{client[1]}" if client else "a unix socket peer"
-
-
-def _plain_response(status: int, text: str, default_headers: bytes) -> bytes:
-    body = (text + "\n").encode("utf-8", "replace")
-    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
-    return b"".join(
-        (
-            b"HTTP/1.1 %d %s\r\n" % (status, phrase.encode("ascii")),
-            default_headers,
-            b"content-type: text/plain; charset=utf-8\r\n",
-            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body),
-            body,
-        )
-    )
-
-
-def task_starter(loop: asyncio.AbstractEventLoop) -> Callable[[Any], asyncio.Task[None]]:
-    """How to start the app's Task for a request on this loop."""
-    if sys.version_info >= (3, 12):
-        # Eager start runs the app up to its first real suspension right here, as a
-        # proper Task (current_task(), timeouts and cancel scopes all work), saving a
-        # trip through the event loop per request.
-        return functools.partial(asyncio.Task, loop=loop, eager_start=True)
-    return loop.create_task
-
-
-def _new_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
-    """One-off form of task_starter (per-session glue such as io/websocket.py)."""
-    return task_starter(loop)(coro)

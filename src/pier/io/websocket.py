@@ -35,11 +35,12 @@ from pier.asgi.websocket import (
     WebSocketSession,
     run_websocket_app,
 )
-from pier.io.connection import _new_task, _peer, _plain_response
 from pier.io.context import ServerContext
+from pier.io.flow import WriteFlow
+from pier.io.tasks import start_task
 from pier.proto import ws as proto
 from pier.proto.events import Request
-from pier.proto.h1 import AppResponseError, ResponseFramer
+from pier.proto.h1 import AppResponseError, ResponseFramer, plain_response
 
 logger = logging.getLogger("pier.error")
 
@@ -77,7 +78,7 @@ def make_ws_handler(ctx: ServerContext, settings: WSSettings) -> Callable[..., N
     return ws_handler
 
 
-class WSProtocol(asyncio.Protocol):
+class WSProtocol(WriteFlow, asyncio.Protocol):
     """The asyncio protocol of one WebSocket, from its upgrade request to its close."""
 
     __slots__ = (
@@ -85,7 +86,6 @@ class WSProtocol(asyncio.Protocol):
         "_close_timer",
         "_denial",
         "_denial_head",
-        "_drain_waiter",
         "_early",
         "_eof_sent",
         "_handshake",
@@ -106,7 +106,6 @@ class WSProtocol(asyncio.Protocol):
         "session",
         "settings",
         "transport",
-        "write_paused",
         "ws",
     )
 
@@ -161,7 +160,7 @@ class WSProtocol(asyncio.Protocol):
         except proto.HandshakeRefused as exc:
             logger.info(
                 "Refused a WebSocket handshake from %s: %s (HTTP %d)",
-                _peer(self.info), exc.reason, exc.status,
+                self.info.peer, exc.reason, exc.status,
             )
             self._refuse(exc.status, exc.reason, exc.headers)
             return
@@ -186,13 +185,13 @@ class WSProtocol(asyncio.Protocol):
         self._handshake_timer = self.loop.call_later(
             self.settings.handshake_timeout, self._on_handshake_timeout
         )
-        task = _new_task(self.loop, run_websocket_app(ctx.app, session, self))
+        task = start_task(self.loop, run_websocket_app(ctx.app, session, self))
         if not task.done():
             ctx.tasks.add(task)
 
     def _refuse(self, status: int, reason: str,
                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        response = _plain_response(status, reason, self.ctx.default_headers)
+        response = plain_response(status, reason, self.ctx.default_headers)
         if headers:
             # After the status line, before the rest of the head.
             line_end = response.index(b"\r\n") + 2
@@ -221,22 +220,13 @@ class WSProtocol(asyncio.Protocol):
             self.session.feed_disconnect(
                 proto.CLOSE_ABNORMAL, "the connection was lost without a closing handshake"
             )
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self.release_writers()
         if ctx.on_idle is not None:
             ctx.on_idle()
 
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
     def resume_writing(self) -> None:
-        self.write_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None:
-            self._drain_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        super().resume_writing()
+        # A pong held back while the client was not reading can go out now.
         owed = self._pong_owed
         if owed is not None and self.ws is not None:
             self._pong_owed = None
@@ -303,7 +293,7 @@ class WSProtocol(asyncio.Protocol):
                 if failed.code != proto.CLOSE_ABNORMAL:
                     logger.info(
                         "Closed a WebSocket from %s with code %d: %s",
-                        _peer(self.info), failed.code, failed.reason,
+                        self.info.peer, failed.code, failed.reason,
                     )
                 session.feed_disconnect(failed.code, failed.reason)
                 self._arm_close_timer()
@@ -421,14 +411,6 @@ class WSProtocol(asyncio.Protocol):
         ):
             self._resume_reading()
 
-    async def drain(self) -> None:
-        if not self.write_paused or self.closed:
-            return
-        waiter = self._drain_waiter
-        if waiter is None:
-            waiter = self._drain_waiter = self.loop.create_future()
-        await waiter
-
     # SessionSink (called by run_websocket_app) -------------------------------------------
 
     def app_finished(self, session: WebSocketSession, *, failed: bool) -> None:
@@ -486,7 +468,7 @@ class WSProtocol(asyncio.Protocol):
             logger.info(
                 "Aborted a WebSocket from %s: the closing handshake did not finish within"
                 " %ss (--timeout-ws-handshake)",
-                _peer(self.info),
+                self.info.peer,
                 self.settings.handshake_timeout,
             )
             self.transport.abort()
@@ -525,7 +507,7 @@ class WSProtocol(asyncio.Protocol):
             return
         logger.info(
             "Closed a WebSocket from %s: no pong within %ss of a ping (--ws-ping-timeout)",
-            _peer(self.info),
+            self.info.peer,
             self.settings.ping_timeout,
         )
         reason = "keepalive ping timeout"

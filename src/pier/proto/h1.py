@@ -28,7 +28,7 @@ import httptools
 from pier.proto.events import BadRequest, RequestHandler
 from pier.proto.limits import Limits
 
-__all__ = ["AppResponseError", "H1Parser", "ResponseFramer", "status_line"]
+__all__ = ["AppResponseError", "H1Parser", "ResponseFramer", "plain_response", "status_line"]
 
 
 class _Refuse(Exception):
@@ -614,3 +614,18 @@ def _parse_length(value: bytes) -> int:
     if not value.isdigit():
         raise AppResponseError(f"response Content-Length {value!r} is not a non-negative integer")
     return int(value)
+
+
+def plain_response(status: int, text: str, default_headers: bytes) -> bytes:
+    """A complete short text/plain response that closes the connection (errors, 503)."""
+    body = (text + "\n").encode("utf-8", "replace")
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+    return b"".join(
+        (
+            b"HTTP/1.1 %d %s\r\n" % (status, phrase.encode("ascii")),
+            default_headers,
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body),
+            body,
+        )
+    )

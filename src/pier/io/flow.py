@@ -1,0 +1,44 @@
+"""Write flow control shared by every asyncio protocol pier runs (HTTP/1.1, WebSocket).
+
+Rules: the transport calls pause_writing()/resume_writing() around its buffer's high
+and low marks; the ASGI side awaits drain() after a send while writing is paused, so
+a slow reader holds the app back instead of growing the buffer; connection_lost()
+must call release_writers(), so nothing waits for a transport that is gone.
+Subclasses set write_paused and _drain_waiter in __init__, and provide closed and loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class WriteFlow:
+    __slots__ = ("_drain_waiter", "write_paused")
+
+    write_paused: bool
+    _drain_waiter: asyncio.Future[None] | None
+    closed: bool
+    loop: asyncio.AbstractEventLoop
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.release_writers()
+
+    def release_writers(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait until the transport takes more data (or the connection is gone)."""
+        if not self.write_paused or self.closed:
+            return
+        waiter = self._drain_waiter
+        if waiter is None:
+            waiter = self._drain_waiter = self.loop.create_future()
+        await waiter

@@ -1,0 +1,28 @@
+"""Starting the Task that runs an app for one request or session.
+
+Rules: one place decides how app Tasks start, so HTTP and WebSocket glue start them
+the same way; on Python >= 3.12 they start eagerly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def task_starter(loop: asyncio.AbstractEventLoop) -> Callable[[Any], asyncio.Task[None]]:
+    """How to start the app's Task for a request on this loop."""
+    if sys.version_info >= (3, 12):
+        # Eager start runs the app up to its first real suspension right here, as a
+        # proper Task (current_task(), timeouts and cancel scopes all work), saving a
+        # trip through the event loop per request.
+        return functools.partial(asyncio.Task, loop=loop, eager_start=True)
+    return loop.create_task
+
+
+def start_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
+    """One-off form of task_starter (per-session glue such as io/websocket.py)."""
+    return task_starter(loop)(coro)
