@@ -28,7 +28,7 @@ from pier.asgi.http import ASGIProtocolError, HTTPCycle, Phase, run_app
 from pier.asgi.proxy import apply_proxy_headers
 from pier.asgi.scope import ConnectionInfo, http_scope
 from pier.io.context import ServerContext
-from pier.io.flow import WriteFlow
+from pier.io.flow import FlowControl
 from pier.io.tasks import task_starter
 from pier.io.tls import tls_extension
 from pier.proto.events import BadRequest, Request
@@ -68,7 +68,7 @@ _HEAD = Wait.HEAD
 _Head = tuple[str, str, bool, bool, bool, bytes]
 
 
-class H1Connection(WriteFlow, asyncio.Protocol):
+class H1Connection(FlowControl, asyncio.Protocol):
     __slots__ = (
         "_active",
         "_active_head",
@@ -77,7 +77,6 @@ class H1Connection(WriteFlow, asyncio.Protocol):
         "_head_sent",
         "_pending_refusal",
         "_queue",
-        "_read_paused",
         "_reading",
         "_response_framer",
         "_sent",
@@ -536,16 +535,6 @@ class H1Connection(WriteFlow, asyncio.Protocol):
             size=self._sent,
             duration=perf_counter() - cycle.started_at,
         )
-
-    def _pause_reading(self) -> None:
-        if not self._read_paused and not self.closed:
-            self._read_paused = True
-            self.transport.pause_reading()
-
-    def _resume_reading(self) -> None:
-        if self._read_paused and not self.closed:
-            self._read_paused = False
-            self.transport.resume_reading()
 
     def _close(self) -> None:
         if not self.closed:

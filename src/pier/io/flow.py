@@ -1,10 +1,14 @@
-"""Write flow control shared by every asyncio protocol pier runs (HTTP/1.1, WebSocket).
+"""Flow control both ways, shared by every asyncio protocol pier runs (HTTP/1.1, WebSocket).
 
-Rules: the transport calls pause_writing()/resume_writing() around its buffer's high
-and low marks; the ASGI side awaits drain() after a send while writing is paused, so
-a slow reader holds the app back instead of growing the buffer; connection_lost()
-must call release_writers(), so nothing waits for a transport that is gone.
-Subclasses set write_paused and _drain_waiter in __init__, and provide closed and loop.
+Rules:
+1. Writing: the transport calls pause_writing()/resume_writing() around its buffer's
+   marks; the ASGI side awaits drain() after a send while writing is paused, so a slow
+   reader holds the app back instead of growing the buffer. connection_lost() must call
+   release_writers(), so nothing waits for a transport that is gone.
+2. Reading: the protocol pauses the socket when the app has not taken what was read
+   (a body or message queue past its mark) and resumes when it has.
+Subclasses set write_paused, _read_paused and _drain_waiter in __init__, and provide
+closed, loop and transport.
 """
 
 from __future__ import annotations
@@ -12,13 +16,25 @@ from __future__ import annotations
 import asyncio
 
 
-class WriteFlow:
-    __slots__ = ("_drain_waiter", "write_paused")
+class FlowControl:
+    __slots__ = ("_drain_waiter", "_read_paused", "write_paused")
 
     write_paused: bool
+    _read_paused: bool
     _drain_waiter: asyncio.Future[None] | None
     closed: bool
     loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused and not self.closed:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._read_paused and not self.closed:
+            self._read_paused = False
+            self.transport.resume_reading()
 
     def pause_writing(self) -> None:
         self.write_paused = True

@@ -36,7 +36,7 @@ from pier.asgi.websocket import (
     run_websocket_app,
 )
 from pier.io.context import ServerContext
-from pier.io.flow import WriteFlow
+from pier.io.flow import FlowControl
 from pier.io.tasks import start_task
 from pier.proto import ws as proto
 from pier.proto.events import Request
@@ -78,7 +78,7 @@ def make_ws_handler(ctx: ServerContext, settings: WSSettings) -> Callable[..., N
     return ws_handler
 
 
-class WSProtocol(WriteFlow, asyncio.Protocol):
+class WSProtocol(FlowControl, asyncio.Protocol):
     """The asyncio protocol of one WebSocket, from its upgrade request to its close."""
 
     __slots__ = (
@@ -94,7 +94,6 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         "_ping_payload",
         "_pings",
         "_pong_owed",
-        "_read_paused",
         "_sent",
         "_shutdown_requested",
         "_started_at",
@@ -546,16 +545,6 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
             size=size,
             duration=perf_counter() - self._started_at,
         )
-
-    def _pause_reading(self) -> None:
-        if not self._read_paused and not self.closed:
-            self._read_paused = True
-            self.transport.pause_reading()
-
-    def _resume_reading(self) -> None:
-        if self._read_paused and not self.closed:
-            self._read_paused = False
-            self.transport.resume_reading()
 
     def _close_transport(self) -> None:
         if not self.closed:
