@@ -126,6 +126,11 @@ class PierWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
     async def _serve(self, server: Server, sockets: list[Any]) -> None:
         loop = asyncio.get_running_loop()
         self._install_loop_signals(loop, server)
+        if not self.alive:
+            # SIGTERM came after run() looked and before the loop's handlers were in
+            # place: gunicorn's handler only cleared `alive`. Stop instead of serving
+            # until the arbiter's graceful timeout kills us.
+            server.should_exit = True
         heartbeat = _Heartbeat(self, server, loop)
         heartbeat.beat()
         try:
