@@ -14,6 +14,7 @@ follow uvicorn's names and meaning.
 from __future__ import annotations
 
 import email.utils
+import logging
 import re
 import select
 import threading
@@ -30,6 +31,7 @@ from tests.e2e._support import (
     Gate,
     Recorder,
     build_request,
+    capture_logs,
     http_app,
     parse_all,
     read_body,
@@ -309,7 +311,8 @@ def test_limit_concurrency_answers_503_beyond_the_limit(loop: str) -> None:
         await gate.wait()
         await respond(send, 200, b"served")
 
-    with running_server(app, limit_concurrency=2, loop=loop) as server:
+    with running_server(app, limit_concurrency=2, loop=loop) as server, \
+            capture_logs() as logs:
         first, second, third = Conn.open(server), Conn.open(server), Conn.open(server)
         try:
             first.send(build_request("GET", "/1"))
@@ -331,6 +334,8 @@ def test_limit_concurrency_answers_503_beyond_the_limit(loop: str) -> None:
                 conn.sock.close()
         assert statuses[0] == 200
         assert statuses[1] in (200, 503)
+        # The operator is told why, and which option to change.
+        logs.wait_for("503", "--limit-concurrency 2", level=logging.WARNING)
 
         # Capacity comes back once the busy connections are gone.
         def served() -> bool:

@@ -21,6 +21,7 @@ import enum
 import logging
 from typing import Any, Protocol
 
+from pier.asgi.wakeup import Wakeup
 from pier.logging import escape
 from pier.types import ASGIApp, Message, Scope
 
@@ -83,7 +84,7 @@ class ResponseStream(Protocol):
 _DISCONNECT: Message = {"type": "http.disconnect"}
 
 
-class HTTPCycle:
+class HTTPCycle(Wakeup):
     """State of one request and its response, and the receive/send pair given to the app."""
 
     __slots__ = (
@@ -92,7 +93,6 @@ class HTTPCycle:
         "_buffered",
         "_continue_pending",
         "_more_body",
-        "_waiter",
         "disconnected",
         "headers",
         "phase",
@@ -155,13 +155,6 @@ class HTTPCycle:
         self.disconnected = True
         self._wake()
 
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
     # The app's receive() ---------------------------------------------------------------
 
     async def receive(self) -> Message:
@@ -190,12 +183,6 @@ class HTTPCycle:
         while not (self.disconnected or self.phase is _DONE):
             await self._wait()
         return {"type": "http.disconnect"}
-
-    async def _wait(self) -> None:
-        waiter = self._waiter
-        if waiter is None:
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-        await waiter
 
     # The app's send() ------------------------------------------------------------------
 

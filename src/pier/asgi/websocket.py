@@ -30,6 +30,7 @@ from collections import deque
 from typing import Any, Protocol
 
 from pier.asgi.http import ASGIProtocolError, ClientDisconnected
+from pier.asgi.wakeup import Wakeup
 from pier.types import ASGIApp, Message, Scope
 
 logger = logging.getLogger("pier.error")
@@ -96,14 +97,13 @@ class WebSocketStream(Protocol):
     async def drain(self) -> None: ...
 
 
-class WebSocketSession:
+class WebSocketSession(Wakeup):
     """State of one WebSocket, and the receive/send pair given to the app."""
 
     __slots__ = (
         "_connect_pending",
         "_queue",
         "_queued_bytes",
-        "_waiter",
         "close_code",
         "close_reason",
         "disconnected",
@@ -152,13 +152,6 @@ class WebSocketSession:
             self.close_reason = reason
         self._wake()
 
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
     # The app's receive() ---------------------------------------------------------------
 
     async def receive(self) -> Message:
@@ -181,10 +174,7 @@ class WebSocketSession:
                     "code": self.close_code,
                     "reason": self.close_reason,
                 }
-            waiter = self._waiter
-            if waiter is None:
-                waiter = self._waiter = asyncio.get_running_loop().create_future()
-            await waiter
+            await self._wait()
 
     # The app's send() ------------------------------------------------------------------
 

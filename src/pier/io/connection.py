@@ -187,7 +187,7 @@ class H1Connection(FlowControl, asyncio.Protocol):
         /,
     ) -> None:
         ctx = self.ctx
-        if upgrade is not None and upgrade == b"websocket" and ctx.ws_handler is not None:
+        if upgrade == b"websocket" and ctx.ws_handler is not None:
             # Handed over when on_upgrade brings the bytes after the head.
             self._upgrade_request = Request(
                 method,
@@ -245,6 +245,7 @@ class H1Connection(FlowControl, asyncio.Protocol):
         if ctx.access_log is not None:
             cycle.started_at = perf_counter()
         if ctx.limit_concurrency is not None and ctx.over_capacity():
+            ctx.warn_over_capacity()
             self._answer_plain(cycle, 503, "Service Unavailable: too many concurrent requests")
             return
         task = self._start_task(run_app(ctx.app, cycle, self))
@@ -545,10 +546,6 @@ class H1Connection(FlowControl, asyncio.Protocol):
         """Graceful stop: close now if idle, else after the response in flight."""
         if self._active is None and not self._queue:
             self._close()
-
-    @property
-    def idle(self) -> bool:
-        return self._active is None and not self._queue
 
 
 def connection_info(transport: asyncio.BaseTransport, *, root_path: str) -> ConnectionInfo:

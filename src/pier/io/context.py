@@ -1,18 +1,26 @@
 """What every connection of one server shares, in one object (design habit 9).
 
 Rules: built once by the server from Config; connections read it and touch only the
-counters and the two sets. Nothing here does I/O.
+counters and the two sets. Nothing here does I/O beyond one rate-limited log line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from pier.proto.limits import Limits
 from pier.types import ASGIApp
+
+logger = logging.getLogger("pier.error")
+
+# One --limit-concurrency warning this often is enough to be seen without flooding
+# the log while a server is overloaded.
+OVERLOAD_LOG_INTERVAL = 10.0
 
 if TYPE_CHECKING:
     from pier.asgi.proxy import TrustedHosts
@@ -40,6 +48,8 @@ class ServerContext:
     total_requests: int = 0
     total_connections: int = 0
     shutting_down: bool = False
+    # perf_counter() of the last "--limit-concurrency reached" warning (rate limit).
+    overload_logged_at: float = float("-inf")
     # Called when a connection closes or a task ends, so shutdown can wait on an event.
     on_idle: Callable[[], None] | None = None
 
@@ -48,3 +58,15 @@ class ServerContext:
         # connections cost a few KiB and should not turn real requests away.
         limit = self.limit_concurrency
         return limit is not None and len(self.tasks) >= limit
+
+    def warn_over_capacity(self) -> None:
+        """Tell the operator why clients get 503 (at most once per interval)."""
+        now = perf_counter()
+        if now - self.overload_logged_at >= OVERLOAD_LOG_INTERVAL:
+            self.overload_logged_at = now
+            logger.warning(
+                "Answering 503: %d requests in flight reached --limit-concurrency %s"
+                " (raise it, or add workers, if the server has capacity to spare)",
+                len(self.tasks),
+                self.limit_concurrency,
+            )

@@ -167,6 +167,7 @@ class WSProtocol(FlowControl, asyncio.Protocol):
             self._refuse(503, "Service Unavailable: the server is shutting down")
             return
         if ctx.over_capacity():
+            ctx.warn_over_capacity()
             self._refuse(503, "Service Unavailable: too many concurrent connections")
             return
         self._handshake = handshake
