@@ -25,6 +25,7 @@ from pier.proto.limits import Limits
 REQUEST = (
     b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
 )
+CLOSE_REQUEST = REQUEST[:-2] + b"Connection: close\r\n\r\n"
 BODY = b"Hello, world!"
 
 
@@ -88,6 +89,24 @@ async def run_round(requests: int) -> float:
     return (time.process_time() - started) / requests
 
 
+async def new_connection_round(requests: int) -> float:
+    """A connection per request: protocol set-up, one Connection: close request, teardown."""
+    loop = asyncio.get_running_loop()
+    ctx = ServerContext(app=hello, loop=loop, limits=Limits())
+    ctx.default_headers = b"date: Fri, 20 Nov 2026 00:00:00 GMT\r\nserver: pier\r\n"
+    started = time.process_time()
+    for _ in range(requests):
+        connection = H1Connection(ctx)
+        transport = CountingTransport()
+        connection.connection_made(transport)  # type: ignore[arg-type]
+        connection.data_received(CLOSE_REQUEST)
+        if not transport.writes:
+            transport.written = loop.create_future()
+            await transport.written
+        connection.connection_lost(None)
+    return (time.process_time() - started) / requests
+
+
 async def bare_round(requests: int) -> float:
     """The floor: a Task per request running the same app with trivial receive/send."""
     loop = asyncio.get_running_loop()
@@ -112,13 +131,14 @@ def main() -> None:
     parser.add_argument("--loop", default="uvloop")
     parser.add_argument(
         "--only",
-        choices=("pier", "bare"),
+        choices=("pier", "newconn", "bare"),
         help="run one side once (for instruction counts under valgrind: see bench/instructions)",
     )
     args = parser.parse_args()
     if args.only:
         with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-            runner.run((run_round if args.only == "pier" else bare_round)(args.requests))
+            rounds = {"pier": run_round, "newconn": new_connection_round, "bare": bare_round}
+            runner.run(rounds[args.only](args.requests))
         return
     best = floor = float("inf")
     for _ in range(args.rounds):

@@ -14,6 +14,7 @@ follow uvicorn's names and meaning.
 from __future__ import annotations
 
 import email.utils
+import gc
 import logging
 import re
 import select
@@ -69,6 +70,50 @@ def test_idle_keep_alive_connection_is_closed_after_the_timeout(loop: str) -> No
         assert conn.wait_closed(timeout=5) == b""
         elapsed = time.monotonic() - started
     assert 0.2 <= elapsed < 3, f"closed after {elapsed:.2f} s, keep-alive timeout is 0.3 s"
+
+
+def test_zero_keep_alive_timeout_closes_an_idle_connection_at_once() -> None:
+    with running_server(echo_app, timeout_keep_alive=0) as server, Conn.open(server) as conn:
+        assert conn.request("GET", "/").status == 200
+        started = time.monotonic()
+        assert conn.wait_closed(timeout=5) == b""
+        elapsed = time.monotonic() - started
+        assert elapsed < 1, f"closed after {elapsed:.2f} s, keep-alive timeout is 0"
+        with Conn.open(server) as again:
+            assert again.request("GET", "/next").status == 200
+
+
+def test_every_idle_connection_times_out_while_a_busy_one_is_kept() -> None:
+    gate = Gate()
+    waiting = threading.Event()
+
+    @http_app
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/slow":
+            waiting.set()
+            await gate.wait()
+        await respond(send, 200, b"done")
+
+    with running_server(app, timeout_keep_alive=0.3) as server:
+        idle = [Conn.open(server) for _ in range(20)]
+        try:
+            for conn in idle:
+                assert conn.request("GET", "/").status == 200
+            with Conn.open(server) as busy:
+                busy.send(build_request("GET", "/slow"))
+                try:
+                    assert waiting.wait(5)
+                    started = time.monotonic()
+                    for conn in idle:
+                        assert conn.wait_closed(timeout=5) == b""
+                    assert time.monotonic() - started < 3
+                    assert busy.nothing_arrives_within(0.2), "the busy connection was cut"
+                finally:
+                    gate.open()
+                assert busy.read_response().body == b"done"
+        finally:
+            for conn in idle:
+                conn.sock.close()
 
 
 def test_keep_alive_timeout_does_not_cut_a_slow_request() -> None:
@@ -383,3 +428,30 @@ def test_connections_are_released_however_clients_leave() -> None:
                    message="every connection to be released")
         with Conn.open(server) as conn:
             assert conn.request("GET", "/").status == 200
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_closed_connection_is_freed_at_once_not_by_the_cycle_collector(loop: str) -> None:
+    # Left in a reference cycle, each closed connection would wait for the cyclic
+    # garbage collector: memory that grows between collections, and collector work
+    # paid per connection when clients connect for every request.
+    with running_server(echo_app, loop=loop) as server:
+        statistics = server.server.statistics
+        gc.collect()
+        gc.disable()
+        try:
+            for headers in ([], [("Connection", "close")]):  # closed by the client, by pier
+                with Conn.open(server) as conn:
+                    assert conn.request("GET", "/", headers=headers).status == 200
+                    if headers:
+                        conn.wait_closed()
+                wait_until(lambda: statistics()["connections"] == 0,
+                           message="the connection to be released")
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            left = [type(thing).__name__ for thing in gc.garbage]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+    assert "H1Connection" not in left, "closed connections were held by a reference cycle"

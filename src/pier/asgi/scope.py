@@ -35,7 +35,8 @@ class ConnectionInfo:
 
 def decode_path(raw_path: bytes) -> str:
     """Percent-decode a request path and read it as UTF-8 (invalid bytes replaced)."""
-    if b"%" in raw_path:
+    # find(), not `in`: bytes.__contains__ builds and discards a TypeError first.
+    if raw_path.find(b"%") >= 0:
         return unquote_to_bytes(raw_path).decode("utf-8", "replace")
     try:
         # Strict UTF-8 first: the common case, and cheaper than naming the codec and

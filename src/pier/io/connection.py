@@ -7,8 +7,9 @@ Rules:
 2. Requests are answered in order (RFC 9112 section 9.3.2): one cycle is active at a
    time; pipelined requests wait in `_queue` with their bodies buffered, and reading
    pauses when the queue or a body buffer grows past its mark.
-3. Timeouts cost nothing per request: one timer per connection whose deadline moves;
-   when it fires early it re-arms itself for the current deadline.
+3. Timeouts cost nothing per request or connection: the connection only records its
+   deadline; the server's sweep (io/deadlines.py) calls deadline_passed() once it is
+   behind.
 4. Anything the client does wrong ends with a status (400/408/413/414/431) and a
    closed connection; anything the app does wrong, with a 500 or a closed connection
    (see asgi/http.py run_app). Neither stops the server.
@@ -28,6 +29,7 @@ from pier.asgi.http import ASGIProtocolError, HTTPCycle, Phase, run_app
 from pier.asgi.proxy import apply_proxy_headers
 from pier.asgi.scope import ConnectionInfo, http_scope
 from pier.io.context import ServerContext
+from pier.io.deadlines import NEVER
 from pier.io.flow import FlowControl
 from pier.io.tasks import task_starter
 from pier.io.tls import tls_extension
@@ -72,7 +74,6 @@ class H1Connection(FlowControl, asyncio.Protocol):
     __slots__ = (
         "_active",
         "_active_head",
-        "_deadline",
         "_framer",
         "_head_sent",
         "_pending_refusal",
@@ -81,12 +82,12 @@ class H1Connection(FlowControl, asyncio.Protocol):
         "_response_framer",
         "_sent",
         "_start_task",
-        "_timer",
         "_trailers",
         "_upgrade_request",
         "_wait",
         "closed",
         "ctx",
+        "deadline",
         "info",
         "loop",
         "parser",
@@ -118,8 +119,9 @@ class H1Connection(FlowControl, asyncio.Protocol):
         self._trailers: list[Any] = []
         self._pending_refusal: BadRequest | None = None
         self._upgrade_request: Request | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline = 0.0
+        # Loop time by which the client must act (NEVER while the app has the floor);
+        # read by the server's DeadlineSweep.
+        self.deadline = NEVER
         self._wait = _NOTHING
 
     # asyncio.Protocol -------------------------------------------------------------------
@@ -139,11 +141,9 @@ class H1Connection(FlowControl, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.parser.close()
         ctx = self.ctx
         ctx.connections.discard(self)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if self._active is not None:
             self._active.feed_disconnect()
         for cycle, _ in self._queue:
@@ -238,6 +238,7 @@ class H1Connection(FlowControl, asyncio.Protocol):
         self._active = cycle
         self._active_head = head
         self._wait = _NOTHING
+        self.deadline = NEVER
         self._framer = None
         self._head_sent = False
         self._sent = 0
@@ -275,12 +276,11 @@ class H1Connection(FlowControl, asyncio.Protocol):
         handler = self.ctx.ws_handler
         assert handler is not None
         self._wait = _NOTHING
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = NEVER
         # The HTTP/1.1 side forgets the connection; the WebSocket side counts it now.
         self.ctx.connections.discard(self)
         self.closed = True
+        self.parser.close()
         handler(transport=self.transport, request=request, info=self.info, data=data)
 
     def on_bad_request(self, refusal: BadRequest) -> None:
@@ -321,19 +321,12 @@ class H1Connection(FlowControl, asyncio.Protocol):
 
     def _set_deadline(self, wait: Wait, timeout: float) -> None:
         self._wait = wait
-        deadline = self._deadline = self.loop.time() + timeout
-        timer = self._timer
-        if timer is None or timer.when() > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._timer = self.loop.call_at(deadline, self._on_timer)
+        self.deadline = self.loop.time() + timeout
 
-    def _on_timer(self) -> None:
-        self._timer = None
+    def deadline_passed(self) -> None:
+        """The client took too long (called by the server's DeadlineSweep)."""
+        self.deadline = NEVER
         if self._wait is _NOTHING or self.closed:
-            return
-        if self.loop.time() < self._deadline:
-            self._timer = self.loop.call_at(self._deadline, self._on_timer)
             return
         if self._wait is _HEAD:
             logger.info(

@@ -29,6 +29,7 @@ from pier.asgi.lifespan import Lifespan
 from pier.errors import PierError
 from pier.io.connection import H1Connection
 from pier.io.context import ServerContext
+from pier.io.deadlines import DeadlineSweep, resolution_for
 from pier.io.sockets import bind_sockets, describe
 from pier.proto.limits import Limits
 
@@ -53,6 +54,7 @@ class Server:
         self.ctx: ServerContext | None = None
         self._lifespan: Lifespan | None = None
         self._date_timer: asyncio.TimerHandle | None = None
+        self._sweep: DeadlineSweep | None = None
         # --- hooks for a worker process (issue 5: pier.supervisor, pier.workers) ----------
         self.ssl_context: ssl.SSLContext | None = None  # built from --ssl-* in serve()
         self.request_limit: int | None = None
@@ -159,6 +161,12 @@ class Server:
             with contextlib.suppress(PierError):
                 await self._lifespan.shutdown()
             raise
+        self._sweep = DeadlineSweep(
+            loop,
+            ctx.connections,
+            resolution_for(config.timeout_keep_alive, config.timeout_request_header),
+        )
+        self._sweep.start()
         self.started = True
         self._started_flag.set()
         restore = self._install_signal_handlers(loop)
@@ -345,6 +353,8 @@ class Server:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+        if self._sweep is not None:
+            self._sweep.stop()
         if self._lifespan is not None:
             await self._lifespan.shutdown()
         logger.info("Finished server process")

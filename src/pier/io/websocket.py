@@ -36,6 +36,7 @@ from pier.asgi.websocket import (
     run_websocket_app,
 )
 from pier.io.context import ServerContext
+from pier.io.deadlines import NEVER
 from pier.io.flow import FlowControl
 from pier.io.tasks import start_task
 from pier.proto import ws as proto
@@ -80,6 +81,10 @@ def make_ws_handler(ctx: ServerContext, settings: WSSettings) -> Callable[..., N
 
 class WSProtocol(FlowControl, asyncio.Protocol):
     """The asyncio protocol of one WebSocket, from its upgrade request to its close."""
+
+    # Its timeouts (handshake, ping, close) are its own timers, not the server's
+    # deadline sweep (io/deadlines.py), which this tells to pass it by.
+    deadline = NEVER
 
     __slots__ = (
         "_app_done",
