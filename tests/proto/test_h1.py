@@ -160,6 +160,17 @@ def test_nothing_is_read_after_a_request_that_closes_the_connection(how: str) ->
     assert events[-1] == EndOfMessage()
 
 
+def test_a_closed_parser_reads_nothing_and_closes_once() -> None:
+    recorder = EventRecorder()
+    parser = H1Parser(Limits(), recorder)
+    parser.receive_data(b"GET /half HTTP/1.1\r\nHost:")
+    assert parser.reading_head
+    parser.close()
+    parser.close()
+    parser.receive_data(b" h\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert recorder.take() == [] and parser.dead and not parser.reading_head
+
+
 class _Broken(EventRecorder):
     def on_request(self, *values: object) -> None:
         raise LookupError("a bug in the handler")

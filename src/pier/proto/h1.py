@@ -108,6 +108,8 @@ class H1Parser:
         """
         self._dead = True
         self.reading_head = False
+        if not hasattr(self, "_parser"):
+            return  # closed already
         del self._parser
         del self._on_request, self._on_body, self._on_end, self._on_upgrade
         del self._on_bad_request
