@@ -1,12 +1,13 @@
 """Instructions per request of whole servers, counted by valgrind: pier beside its peers.
 
     bench/.venv/bin/python -m bench.server_instructions [--servers pier,uvicorn]
-        [--modes keepalive,close] [--requests 1000]
+        [--modes keepalive,close,ws] [--requests 1000]
 
 Each server runs the hello app under callgrind (child processes included), started the
 way bench/run starts it (bench/servers.py). One client on this side sends hello
 requests one at a time, either all on one keep-alive connection or each on a new
-connection with "Connection: close". The server is counted twice, for N and 3N
+connection with "Connection: close"; or (ws) echoes 32-byte messages one at a time
+over one WebSocket of the echo app. The server is counted twice, for N and 3N
 requests; the difference divided by 2N is its user-space cost per request, start-up
 and shutdown cancelled out. Unlike req/s or CPU time, the count does not move with
 whatever else the shared machine is doing; unlike bench/instructions it includes the
@@ -26,9 +27,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.loadgen import (
+    ws_check_handshake,
+    ws_client_frame,
+    ws_handshake_request,
+    ws_server_frame,
+)
 from bench.servers import HOST, REPO, Launch, by_name
 
 APP = "bench.apps.hello:app"
+WS_APP = "bench.apps.websocket_echo:app"
+WS_MESSAGE = b"m" * 32
 BODY = b"Hello, world!"
 KEEP_ALIVE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 CLOSE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\nConnection: close\r\n\r\n"
@@ -61,7 +70,35 @@ def read_response(sock: socket.socket) -> None:
         data += chunk
 
 
+def echo_messages(port: int, count: int) -> None:
+    with socket.create_connection((HOST, port)) as sock:
+        key = b"dGhlIHNhbXBsZSBub25jZQ=="
+        sock.sendall(ws_handshake_request("/", port, key))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise SystemExit("the server closed the connection during the handshake")
+            head += chunk
+        ws_check_handshake(head, key)
+        frame = ws_client_frame(WS_MESSAGE)
+        echo = ws_server_frame(WS_MESSAGE)
+        for _ in range(count):
+            sock.sendall(frame)
+            received = b""
+            while len(received) < len(echo):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise SystemExit("the server closed the WebSocket mid-echo")
+                received += chunk
+            if received != echo:
+                raise SystemExit(f"unexpected echo {received[:40]!r}")
+
+
 def send_requests(port: int, count: int, mode: str) -> None:
+    if mode == "ws":
+        echo_messages(port, count)
+        return
     if mode == "close":
         for _ in range(count):
             with socket.create_connection((HOST, port)) as sock:
@@ -78,7 +115,7 @@ def send_requests(port: int, count: int, mode: str) -> None:
 def count(server: str, mode: str, requests: int) -> int:
     """Instructions the server's processes ran in all, serving `requests` hello requests."""
     port = free_port()
-    command = by_name()[server].command(Launch(app=APP, port=port))
+    command = by_name()[server].command(Launch(app=WS_APP if mode == "ws" else APP, port=port))
     with tempfile.TemporaryDirectory() as out:
         valgrind = [
             "valgrind", "--tool=callgrind", "--trace-children=yes",
@@ -109,7 +146,7 @@ def count(server: str, mode: str, requests: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers", default="pier,uvicorn")
-    parser.add_argument("--modes", default="keepalive,close")
+    parser.add_argument("--modes", default="keepalive,close", help="keepalive, close, ws")
     parser.add_argument("--requests", type=int, default=1000)
     args = parser.parse_args()
     low = args.requests
