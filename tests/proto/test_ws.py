@@ -351,6 +351,42 @@ def test_message_of_exactly_max_size_is_accepted() -> None:
     assert connection(max_size=10).receive_data(frame(2, b"x" * 10)) == [Message(b"x" * 10)]
 
 
+def test_whole_frames_per_read_give_the_same_messages_as_any_other_split() -> None:
+    # One frame per read is the common case and is read without websockets' parser;
+    # every other arrival goes through it. Both must agree, in any order of the two.
+    text = "κόσμε " * 30  # 16-bit length, multi-byte UTF-8
+    stream = [
+        frame(1, text.encode()),
+        frame(2, b"\x00\xff"),
+        frame(1, b"frag", fin=False) + frame(9, b"p") + frame(0, b"ment"),
+        frame(1, b"after a fragmented message"),
+        frame(1, b"two in ") + frame(1, b"one read"),
+        frame(2, b""),
+    ]
+    expected = [Message(text), Message(b"\x00\xff"), Ping(b"p"), Message("fragment"),
+                Message("after a fragmented message"), Message("two in "),
+                Message("one read"), Message(b"")]
+    conn = connection()
+    assert [event for read in stream for event in conn.receive_data(read)] == expected
+
+
+def test_a_frame_split_after_its_header_is_not_mistaken_for_a_new_frame() -> None:
+    # The rest of this frame (mask key + payload) happens to look like a whole empty
+    # text frame; only websockets' parser, which has read the header, knows otherwise.
+    key, payload = bytes([0x81, 0x80, 0x00, 0x00]), b"ok"
+    data = bytes([0x81, 0x80 | len(payload)]) + key + bytes(
+        b ^ key[i % 4] for i, b in enumerate(payload))
+    conn = connection()
+    assert conn.receive_data(data[:2]) == []
+    assert conn.receive_data(data[2:]) == [Message("ok")]
+    assert conn.receive_data(frame(1, b"next")) == [Message("next")]
+
+
+def test_a_whole_frame_over_max_size_is_still_1009() -> None:
+    events = connection(max_size=10).receive_data(frame(2, b"x" * 11))
+    assert [type(e) for e in events] == [Failed] and events[0].code == 1009
+
+
 def test_outgoing_messages_are_unmasked_single_frames() -> None:
     conn = connection()
     conn.send_text("hi")
