@@ -194,8 +194,10 @@ def running(
         stop(process)
 
 
-def wait_accepting(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    give_up = time.monotonic() + START_DEADLINE
+def wait_accepting(
+    process: subprocess.Popen[bytes], port: int, log: Path, deadline: float = START_DEADLINE
+) -> None:
+    give_up = time.monotonic() + deadline
     while True:
         if process.poll() is not None:
             raise MeasureFailed(f"exited with code {process.returncode} at start: {log_tail(log)}")
@@ -205,7 +207,7 @@ def wait_accepting(process: subprocess.Popen[bytes], port: int, log: Path) -> No
         except OSError:
             pass
         if time.monotonic() > give_up:
-            raise MeasureFailed(f"not accepting on port {port} after {START_DEADLINE:.0f} s")
+            raise MeasureFailed(f"not accepting on port {port} after {deadline:.0f} s")
         # Doubles as the pause between connection attempts and as the exit detector.
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=0.05)
@@ -435,22 +437,21 @@ def measure_stream_client(
     return metrics
 
 
+def _timed_client(
+    kind: str, scenario: Scenario, port: int, warmup: float, duration: float
+) -> list[str]:
+    """bench/loadgen.py arguments for a client that loads the server for a set time."""
+    return [
+        kind, "--port", str(port), "--path", scenario.path,
+        "--connections", str(scenario.connections),
+        "--warmup", str(warmup), "--duration", str(duration),
+    ]
+
+
 def measure_websocket(
     process: subprocess.Popen[bytes], scenario: Scenario, port: int, settings: Settings, log: Path
 ) -> dict[str, float]:
-    arguments = [
-        "ws",
-        "--port",
-        str(port),
-        "--path",
-        scenario.path,
-        "--connections",
-        str(scenario.connections),
-        "--warmup",
-        str(settings.warmup),
-        "--duration",
-        str(settings.duration),
-    ]
+    arguments = _timed_client("ws", scenario, port, settings.warmup, settings.duration)
     metrics = measure_stream_client(
         process, arguments, settings, log, count_key="messages", lead_time=settings.warmup
     )
@@ -462,20 +463,10 @@ def measure_websocket(
 def measure_latency(
     process: subprocess.Popen[bytes], scenario: Scenario, port: int, settings: Settings, log: Path
 ) -> dict[str, float]:
+    duration = settings.latency_duration
     arguments = [
-        "latency",
-        "--port",
-        str(port),
-        "--path",
-        scenario.path,
-        "--connections",
-        str(scenario.connections),
-        "--rate",
-        str(settings.latency_rate),
-        "--warmup",
-        str(settings.warmup),
-        "--duration",
-        str(settings.latency_duration),
+        *_timed_client("latency", scenario, port, settings.warmup, duration),
+        "--rate", str(settings.latency_rate),
     ]
     return measure_stream_client(
         process, arguments, settings, log, count_key="requests", lead_time=settings.warmup

@@ -73,10 +73,15 @@ class CountingTransport:
         self.closed = True
 
 
-async def run_round(requests: int) -> float:
-    loop = asyncio.get_running_loop()
+def hello_context(loop: asyncio.AbstractEventLoop) -> ServerContext:
     ctx = ServerContext(app=hello, loop=loop, limits=Limits())
     ctx.default_headers = b"date: Fri, 20 Nov 2026 00:00:00 GMT\r\nserver: pier\r\n"
+    return ctx
+
+
+async def run_round(requests: int) -> float:
+    loop = asyncio.get_running_loop()
+    ctx = hello_context(loop)
     connection = H1Connection(ctx)
     transport = CountingTransport()
     connection.connection_made(transport)  # type: ignore[arg-type]
@@ -92,8 +97,7 @@ async def run_round(requests: int) -> float:
 async def new_connection_round(requests: int) -> float:
     """A connection per request: protocol set-up, one Connection: close request, teardown."""
     loop = asyncio.get_running_loop()
-    ctx = ServerContext(app=hello, loop=loop, limits=Limits())
-    ctx.default_headers = b"date: Fri, 20 Nov 2026 00:00:00 GMT\r\nserver: pier\r\n"
+    ctx = hello_context(loop)
     started = time.process_time()
     for _ in range(requests):
         connection = H1Connection(ctx)

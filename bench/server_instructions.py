@@ -19,14 +19,13 @@ makes two, which this does not show.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
+from bench.harness import free_port, wait_accepting
 from bench.loadgen import (
     ws_check_handshake,
     ws_client_frame,
@@ -42,23 +41,6 @@ BODY = b"Hello, world!"
 KEEP_ALIVE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 CLOSE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\nConnection: close\r\n\r\n"
 START_TIMEOUT = 120.0  # servers start slowly under valgrind
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with {process.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"the server did not listen within {START_TIMEOUT} s")
 
 
 def read_response(sock: socket.socket) -> None:
@@ -121,12 +103,14 @@ def count(server: str, mode: str, requests: int) -> int:
             "valgrind", "--tool=callgrind", "--trace-children=yes",
             f"--callgrind-out-file={out}/cg.%p",
         ]
-        process = subprocess.Popen(
-            [*valgrind, *command], cwd=REPO, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True,
-        )
+        log = Path(out) / "server.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [*valgrind, *command], cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
-            wait_listening(port, process)
+            wait_accepting(process, port, log, deadline=START_TIMEOUT)
             send_requests(port, requests, mode)
         finally:
             process.send_signal(signal.SIGINT)

@@ -94,13 +94,13 @@ class H1Connection(FlowControl, asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, ctx: ServerContext, info_base: ConnectionInfo | None = None) -> None:
+    def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         self.loop = ctx.loop
         self._start_task = task_starter(ctx.loop)
         self.parser = H1Parser(ctx.limits, self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.info: ConnectionInfo = info_base  # type: ignore[assignment]
+        self.info: ConnectionInfo = None  # type: ignore[assignment]  # set by connection_made
         self.closed = False
         self.write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -133,8 +133,7 @@ class H1Connection(FlowControl, asyncio.Protocol):
         ctx.connections.add(self)
         ctx.total_connections += 1
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        if self.info is None:
-            self.info = connection_info(transport, root_path=ctx.root_path)
+        self.info = connection_info(transport, root_path=ctx.root_path)
         # A connection accepted just as shutdown began is still served: its request
         # is answered with "Connection: close" (keep-alive is off while shutting down).
         self._set_deadline(_IDLE, min(ctx.timeout_keep_alive, ctx.timeout_request_header))

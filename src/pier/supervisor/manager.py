@@ -104,16 +104,9 @@ class Supervisor:
 
             create_ssl_context(config)  # a bad certificate: one error here, not N
         if config.reload:
-            from pier.supervisor.reload import watched_dirs
+            from pier.supervisor.reload import check_reload
 
-            watched_dirs(config)
-            try:
-                import watchfiles  # noqa: F401
-            except ImportError:
-                raise ConfigError(
-                    "--reload needs the watchfiles package: pip install 'pier[reload]'"
-                    " (or pip install watchfiles)"
-                ) from None
+            check_reload(config)
 
     async def _main(self) -> int:
         loop = asyncio.get_running_loop()

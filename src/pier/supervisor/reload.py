@@ -85,19 +85,30 @@ def watched_dirs(config: Any) -> list[str]:
     return dirs
 
 
+def check_reload(config: Any) -> None:
+    """Fail before any worker starts if --reload cannot work (a bad --reload-dir, no watchfiles)."""
+    watched_dirs(config)
+    _watchfiles()
+
+
+def _watchfiles() -> Any:
+    try:
+        import watchfiles
+    except ImportError:
+        raise ConfigError(
+            "--reload needs the watchfiles package: pip install 'pier[reload]'"
+            " (or pip install watchfiles)"
+        ) from None
+    return watchfiles
+
+
 async def watch(
     config: Any,
     on_change: Callable[[list[str]], Awaitable[None] | None],
     stop: asyncio.Event,
 ) -> None:
     """Call `on_change(paths)` for every group of relevant changes until `stop` is set."""
-    try:
-        from watchfiles import awatch
-    except ImportError:
-        raise ConfigError(
-            "--reload needs the watchfiles package: pip install 'pier[reload]'"
-            " (or pip install watchfiles)"
-        ) from None
+    awatch = _watchfiles().awatch
     dirs = watched_dirs(config)
     change_filter = ChangeFilter(dirs, config.reload_includes, config.reload_excludes)
     async for changes in awatch(
