@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import platform
 import sys
 from collections.abc import Mapping, Sequence
@@ -24,10 +23,10 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
 from pier import logging as pier_logging
-from pier.config import Config, Option, options
+from pier.config import FILE_KEYS, Config, Option, options
 from pier.errors import ConfigError, PierError
 
-__all__ = ["UsageError", "build_parser", "main", "parse_args"]
+__all__ = ["UsageError", "build_parser", "main", "parse_args", "print_config"]
 
 PROG = "pier"
 USAGE = f"{PROG} [options] module:attr"
@@ -91,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve an ASGI application. Example: pier main:app --port 8001",
         epilog=(
             "Every option can also be set in the environment as PIER_<NAME>, e.g. "
-            "PIER_PORT=8001 or PIER_LOG_LEVEL=debug; the command line wins."
+            "PIER_PORT=8001 or PIER_LOG_LEVEL=debug, and in a TOML config file (--config"
+            " FILE, or a [tool.pier] table in ./pyproject.toml) under the flag's name: "
+            "port = 8001. The command line wins over the environment, which wins over "
+            "the file. " + _config_file_note()
         ),
         allow_abbrev=False,  # a prefix that is unique today is ambiguous tomorrow
         add_help=False,
@@ -105,10 +107,27 @@ def build_parser() -> argparse.ArgumentParser:
     general = parser.add_argument_group("General")
     general.add_argument("-h", "--help", action="help", help="show this help and exit")
     general.add_argument(
+        "--print-config", action="store_true", default=argparse.SUPPRESS,
+        help="show every option's effective value and where it came from, and exit",
+    )
+    general.add_argument(
         "--version", action="version", version=version_string(),
         help="show pier's and Python's versions and exit",
     )
     return parser
+
+
+def _config_file_note() -> str:
+    """--help says whether this directory's pyproject.toml will be read."""
+    from pier.configfile import find_config_file
+
+    try:
+        found = find_config_file(None, ".", FILE_KEYS)
+    except ConfigError as exc:
+        return f"Here: {exc}."
+    if found is None:
+        return "Here: no [tool.pier] in ./pyproject.toml; only --config would be read."
+    return f"Here: {found.label} is read (unless --config names another file)."
 
 
 def _flag_of(option: Option) -> str:
@@ -137,17 +156,46 @@ def parse_args(
     Raises UsageError for a malformed command line and ConfigError for a value
     pier cannot use. `--help` and `--version` print and raise SystemExit(0).
     """
+    return _parse(argv, environ)[0]
+
+
+def _parse(
+    argv: Sequence[str] | None, environ: Mapping[str, str] | None
+) -> tuple[Config, bool]:
+    """parse_args, and whether --print-config was asked for (then the app may be missing)."""
     parser = build_parser()
     args = list(sys.argv[1:] if argv is None else argv)
     namespace, extras = parser.parse_known_args(args)
     _reject_extras(parser, extras)
     given = vars(namespace)
+    print_config = bool(given.pop("print_config", False))
     by_name = {option.name: option for option in options()}
     labels = {name: _flag_of(by_name[name]) for name in given}
     app = given.pop("app", None)
-    if app is None and "PIER_APP" not in (os.environ if environ is None else environ):
-        raise UsageError('no app given; name it as module:attr, e.g. "pier main:app"')
-    return Config.from_env(app, environ=environ, labels=labels, **given)
+    config = Config.from_env(
+        app, environ=environ, labels=labels, search_dir=".", require_app=False, **given
+    )
+    if config.app is None and not print_config:
+        raise UsageError(
+            'no app given; name it as module:attr, e.g. "pier main:app" (or set PIER_APP,'
+            " or app in the config file)"
+        )
+    return config, print_config
+
+
+def print_config(config: Config) -> str:
+    """`pier --print-config`: every option, its effective value and its source."""
+    from pier.configfile import format_config
+
+    rows = []
+    for option in options():
+        source = config.sources.get(option.name, "default")
+        if source.startswith("-"):
+            source = "command line " + source
+        elif source.startswith("PIER_") or source.isupper():
+            source = "environment " + source
+        rows.append((option.name, getattr(config, option.name), source, option.secret))
+    return format_config(rows)
 
 
 def _fail(message: str, code: int, *, usage: bool = False) -> NoReturn:
@@ -161,13 +209,16 @@ def _fail(message: str, code: int, *, usage: bool = False) -> NoReturn:
 def main(argv: list[str] | None = None) -> None:
     """Console script `pier` (and `python -m pier`): parse, configure logging, serve."""
     try:
-        config = parse_args(argv)
+        config, show = _parse(argv, None)
     except UsageError as exc:
         _fail(str(exc), 2, usage=True)
     except ConfigError as exc:
         # A value given on the command line or in PIER_* that pier cannot use is a
         # usage error too: nothing was started.
         _fail(str(exc), 2)
+    if show:
+        sys.stdout.write(print_config(config))
+        sys.exit(0)
 
     try:
         pier_logging.configure(config)

@@ -11,8 +11,10 @@ Rules:
    plain attributes and never re-checks them. An unusable value is a `ConfigError`
    naming the option (as the user spelled it: `--port`, `PIER_PORT`, `port=`), the
    value and what is accepted. An unknown name gets a did-you-mean.
-3. Precedence: command line > PIER_* environment > table default (`Config.from_env`).
-   A plain `Config(app, ...)` reads no environment: programmatic use is reproducible.
+3. Precedence: command line > PIER_* environment > config file > table default
+   (`Config.from_env`; the file is pier.configfile's). A plain `Config(app, ...)` reads
+   no environment, and a file only when `config_file=` names one: programmatic use is
+   reproducible. `Config.sources` says where each value came from (--print-config).
 4. No I/O here except what an option itself means at start-up: reading `env_file`
    into os.environ (before the app is imported) and checking that `log_config`
    exists. Loading the log config is pier.logging's job; binding is pier.io's.
@@ -390,6 +392,11 @@ _OPTIONS: tuple[Option, ...] = (
     # --- App ---------------------------------------------------------------------------
     _row("app", None, _parse_app, 'the ASGI app as "module:attr", e.g. main:app', APP,
          kind="positional", metavar="module:attr"),
+    # issue 12: the config file (pier.configfile); read by Config.from_env
+    _row("config_file", None, _optional(_parse_path),
+         "TOML file of options (same names as the flags); without it, [tool.pier] in"
+         " ./pyproject.toml is read when there is one", APP, flag="--config",
+         metavar="FILE"),
     # --- Server ------------------------------------------------------------------------
     _row("host", "127.0.0.1", _parse_host,
          "address to bind; 0.0.0.0 for every IPv4 interface, :: for IPv6", SERVER),
@@ -550,6 +557,12 @@ _OPTIONS: tuple[Option, ...] = (
 )
 
 _BY_NAME: dict[str, Option] = {option.name: option for option in _OPTIONS}
+FILE_KEYS: dict[str, str] = {
+    **{option.cli_flags[0][2:].replace("-", "_"): option.name for option in _OPTIONS
+       if option.cli_flags},
+    **{option.name: option.name for option in _OPTIONS},
+}
+"""Config file keys (underscored) to option names: each name and its flag (`header`)."""
 
 
 def options() -> tuple[Option, ...]:
@@ -713,6 +726,8 @@ class Config:
     ssl_ca_certs: str | None
     ssl_cert_reqs: str
     ssl_ciphers: str | None
+    # issue 12: operating in production
+    config_file: str | None
     # issue 3: WebSocket
     ws: str
     ws_max_size: int
@@ -723,10 +738,19 @@ class Config:
     timeout_ws_handshake: float
 
     given: frozenset[str]
-    """Names of the options set explicitly (keyword, CLI or environment), not defaulted."""
+    """Names of the options set explicitly (keyword, CLI, environment or file)."""
+    sources: dict[str, str]
+    """Where each given option's value came from ("--port", "PIER_PORT", "pier.toml",
+    "keyword"); an option not in it has its default."""
 
     def __init__(self, app: Any, **options: Any) -> None:
-        self._setup({"app": app, **options}, labels={})
+        values: dict[str, Any] = {"app": app, **options}
+        self._check_unknown(values, "option")
+        labels: dict[str, str] = {}
+        sources = dict.fromkeys(values, "keyword")
+        if options.get("config_file") is not None:  # keywords > file > defaults
+            values = _under_file(values, labels, sources, options["config_file"], None)
+        self._setup(values, labels=labels, sources=sources)
 
     @classmethod
     def from_env(
@@ -735,36 +759,48 @@ class Config:
         *,
         environ: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
+        search_dir: str | os.PathLike[str] | None = None,
+        require_app: bool = True,
         **options: Any,
     ) -> Config:
-        """Config from keywords over PIER_* variables over defaults.
+        """Config from keywords over PIER_* variables over a config file over defaults.
 
-        `app=None` falls back to PIER_APP. `labels` maps option names to how the
-        caller's values were spelled (the CLI passes "--port") for error messages.
+        `app=None` falls back to PIER_APP, then to the file's `app`. `labels` maps option
+        names to how the caller's values were spelled (the CLI passes "--port") for
+        error messages. The file is `config_file` (keyword or PIER_CONFIG_FILE), else
+        pyproject.toml in `search_dir` if it has a [tool.pier] table (the CLI passes
+        the current directory). `require_app=False` lets --print-config show a config
+        without an app.
         """
         env = os.environ if environ is None else environ
         cls._check_unknown(options, "option")
         _reject_misspelled_env(env)
         merged: dict[str, Any] = {}
         all_labels: dict[str, str] = dict(labels or {})
+        sources: dict[str, str] = {}
         for option in _OPTIONS:
             for variable in (option.env, *option.env_fallbacks):
                 if variable in env:
                     merged[option.name] = env[variable]
                     all_labels[option.name] = variable
+                    sources[option.name] = variable
                     break
         for name, value in options.items():
             merged[name] = value
-            all_labels[name] = (labels or {}).get(name, name)
+            all_labels[name] = sources[name] = (labels or {}).get(name, name)
         if app is not None:
             merged["app"] = app
-            all_labels["app"] = (labels or {}).get("app", "app")
-        if merged.get("app") is None:
+            all_labels["app"] = sources["app"] = (labels or {}).get("app", "app")
+        merged = _under_file(
+            merged, all_labels, sources, merged.get("config_file"), search_dir
+        )
+        if merged.get("app") is None and require_app:
             raise ConfigError(
-                'no app given; name it as "module:attr", e.g. pier main:app (or set PIER_APP)'
+                'no app given; name it as "module:attr", e.g. pier main:app (or set PIER_APP,'
+                " or app in the config file)"
             )
         config = cls.__new__(cls)
-        config._setup(merged, labels=all_labels)
+        config._setup(merged, labels=all_labels, sources=sources)
         return config
 
     @staticmethod
@@ -774,7 +810,13 @@ class Config:
                 hint = _suggest(name, _BY_NAME) or "; see `pier --help` for the options"
                 raise ConfigError(f"unknown {what} {name!r}{hint}")
 
-    def _setup(self, values: Mapping[str, Any], *, labels: Mapping[str, str]) -> None:
+    def _setup(
+        self,
+        values: Mapping[str, Any],
+        *,
+        labels: Mapping[str, str],
+        sources: Mapping[str, str],
+    ) -> None:
         self._check_unknown(values, "option")
         for option in _OPTIONS:
             if option.name in values:
@@ -790,6 +832,7 @@ class Config:
                 value = list(default) if isinstance(default, list) else default
             setattr(self, option.name, value)
         self.given = frozenset(values)
+        self.sources = {name: sources.get(name, "keyword") for name in values}
         if self.uds is not None and self.fd is not None:
             raise ConfigError("--uds and --fd both given; choose one place to listen")
         self._check_listen_and_tls(labels)  # issue 5
@@ -843,6 +886,36 @@ class Config:
             if option.name in self.given and option.name != "app"
         )
         return f"Config({self.app!r}{', ' if shown else ''}{shown})"
+
+
+def _under_file(
+    values: dict[str, Any],
+    labels: dict[str, str],
+    sources: dict[str, str],
+    path: object,
+    search_dir: str | os.PathLike[str] | None,
+) -> dict[str, Any]:
+    """`values` over the config file's (precedence rule 3); labels and sources follow."""
+    from pier.configfile import find_config_file
+
+    if path is not None and not isinstance(path, str | os.PathLike):
+        raise ConfigError(f"invalid config_file {path!r}: expected a file system path")
+    given = os.fspath(path) if path else None  # "" (PIER_CONFIG_FILE=) is unset
+    found = find_config_file(given, search_dir, FILE_KEYS)
+    if found is None:
+        return values
+    if "config_file" in found.values:
+        raise ConfigError(f"{found.label} sets config_file; a config file cannot name another")
+    merged = dict(found.values)
+    for name in found.values:
+        if name not in values:
+            labels[name] = f"{name} (in {found.label})"
+            sources[name] = found.label
+    merged.update(values)
+    if "config_file" not in values:  # found in search_dir: --print-config says so
+        merged["config_file"] = found.path
+        sources["config_file"] = "found in the current directory"
+    return merged
 
 
 def _reject_misspelled_env(environ: Mapping[str, str]) -> None:
