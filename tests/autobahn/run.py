@@ -2,7 +2,7 @@
 
     python tests/autobahn/run.py                 # cases of spec.json (1-7, 9, 10, 12, 13)
     python tests/autobahn/run.py --cases '1.*,5.*' --report /tmp/autobahn
-    python tests/autobahn/run.py --install       # first set up wstest (Python 2.7)
+    python tests/autobahn/run.py --install       # set up wstest (Python 2.7) and stop
 
 What it does: starts `python -m pier tests.autobahn.echo_app:app` on a free port, runs
 `wstest -m fuzzingclient` with spec.json (its URL pointed at that port), reads the
@@ -11,7 +11,9 @@ and exits 1 if any case FAILED. The HTML report stays in --report (or a temp dir
 
 wstest is Python 2.7 software (PyPI: autobahntestsuite). It is looked for in
 $PIER_WSTEST, then ~/.cache/pier/wstest-venv/bin/wstest, then on PATH. `--install`
-creates that virtualenv from pyenv's 2.7.18 (or any python2.7 on PATH).
+creates that virtualenv from pyenv's 2.7.18 (or any python2.7 on PATH) when no wstest is
+found, prints where wstest is, and runs nothing: the full run takes ~30 minutes, so it is
+only ever asked for by name (`run.py` without --install).
 """
 
 from __future__ import annotations
@@ -195,17 +197,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", help="comma-separated case patterns, e.g. '1.*,9.1.1'")
     parser.add_argument("--exclude", default="", help="comma-separated case patterns to skip")
-    parser.add_argument("--install", action="store_true", help="set up wstest first")
+    parser.add_argument("--install", action="store_true",
+                        help="set up wstest if it is missing, then stop (runs no case)")
     parser.add_argument("--wstest", help="path of the wstest executable")
     parser.add_argument("--report", help="directory for the HTML report and index.json")
     parser.add_argument("pier_args", nargs="*", help="extra pier options, after --")
     args = parser.parse_args()
     wstest = args.wstest or find_wstest()
+    if args.install:
+        print(f"wstest: {wstest or install_wstest()}")
+        return 0
     if wstest is None:
-        if not args.install:
-            print("wstest not found: run with --install, or set PIER_WSTEST", file=sys.stderr)
-            return 2
-        wstest = install_wstest()
+        print("wstest not found: run with --install, or set PIER_WSTEST", file=sys.stderr)
+        return 2
     cases = args.cases.split(",") if args.cases else json.loads(SPEC.read_text())["cases"]
     exclude = [c for c in args.exclude.split(",") if c]
     outdir = Path(args.report) if args.report else Path(tempfile.mkdtemp(prefix="autobahn-"))

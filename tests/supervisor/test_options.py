@@ -125,6 +125,14 @@ def test_the_keyfile_password_never_shows_in_repr() -> None:
     assert "ssl_keyfile_password=***" in repr(config)
 
 
+def test_reload_needs_nothing_beyond_the_readme_install() -> None:
+    # `pip install -e .` (the README's command) must bring the watcher --reload uses.
+    from importlib.metadata import requires
+
+    plain = [req for req in requires("pier") or [] if "extra ==" not in req]
+    assert any(req.startswith("watchfiles") for req in plain), plain
+
+
 def test_reload_options_are_lists() -> None:
     config = parse_args(
         ["m:a", "--reload", "--reload-dir", "src", "--reload-dir", "lib",

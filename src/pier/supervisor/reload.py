@@ -96,8 +96,8 @@ def _watchfiles() -> Any:
         import watchfiles
     except ImportError:
         raise ConfigError(
-            "--reload needs the watchfiles package: pip install 'pier[reload]'"
-            " (or pip install watchfiles)"
+            "--reload needs the watchfiles package, a dependency of pier that is missing"
+            " from this environment: pip install watchfiles"
         ) from None
     return watchfiles
 
