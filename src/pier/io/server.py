@@ -31,6 +31,7 @@ from pier.io.connection import H1Connection
 from pier.io.context import ServerContext
 from pier.io.deadlines import DeadlineSweep, resolution_for
 from pier.io.sockets import bind_sockets, describe
+from pier.io.systemd import Notifier
 from pier.proto.limits import Limits
 
 logger = logging.getLogger("pier.error")
@@ -51,6 +52,8 @@ class Server:
         self._started_flag = threading.Event()
         self.servers: list[asyncio.Server] = []
         self.bound_addresses: list[Any] = []
+        self.listening_on: list[str] = []
+        """The listeners as URLs ("http://127.0.0.1:8000"), for status lines."""
         self.ctx: ServerContext | None = None
         self._lifespan: Lifespan | None = None
         self._date_timer: asyncio.TimerHandle | None = None
@@ -62,6 +65,8 @@ class Server:
         self.on_request_limit: Callable[[], None] | None = None
         self.on_started: Callable[[], None] | None = None
         """Called on the loop once the server listens (a worker tells its supervisor)."""
+        self.on_stopping: Callable[[], None] | None = None
+        """Called on the loop when the shutdown begins (issue 12: systemd STOPPING=1)."""
         self.announce = True
         """Log "Listening on"; a supervisor that shares its sockets announces them itself."""
         self.drain_idle = 0.0
@@ -258,10 +263,9 @@ class Server:
             self.servers.append(server)
             name = sock.getsockname()
             self.bound_addresses.append(name)
+            self.listening_on.append(describe(sock, scheme=scheme))
             if self.announce:
-                logger.info(
-                    "Listening on %s (Press CTRL+C to quit)", describe(sock, scheme=scheme)
-                )
+                logger.info("Listening on %s (Press CTRL+C to quit)", self.listening_on[-1])
 
     def _watch_request_limit(self, ctx: ServerContext, limit: int) -> None:
         # issue 5, --limit-max-requests: on_idle runs when a request's app task ends
@@ -297,6 +301,8 @@ class Server:
 
     async def _shutdown(self, ctx: ServerContext) -> None:
         logger.info("Shutting down")
+        if self.on_stopping is not None:
+            self.on_stopping()
         if self._date_timer is not None:
             self._date_timer.cancel()
         for server in self.servers:
@@ -399,6 +405,7 @@ def run_config(config: Any) -> int:
 
         return run_supervised(config)
     server = Server(config)
+    notifier = _notify_systemd(server)
     try:
         server.run()
     except PierError as exc:
@@ -406,7 +413,23 @@ def run_config(config: Any) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 0
+    finally:
+        notifier.close()
     return 0
+
+
+def _notify_systemd(server: Server) -> Notifier:
+    """issue 12: Type=notify for the single-process server (pier.io.systemd)."""
+    notifier = Notifier.from_environment()
+    if notifier.enabled:
+
+        def started() -> None:
+            notifier.ready("Serving on " + ", ".join(server.listening_on))
+            notifier.start_watchdog(asyncio.get_running_loop())
+
+        server.on_started = started
+        server.on_stopping = notifier.stopping
+    return notifier
 
 
 def run(app: Any, **options: Any) -> None:

@@ -42,6 +42,7 @@ from typing import Any
 
 from pier.errors import ConfigError
 from pier.io.sockets import addresses, bind_sockets, describe, open_address
+from pier.io.systemd import Notifier
 from pier.supervisor.channel import WorkerSpec
 from pier.supervisor.process import State, WorkerProcess, app_label, describe_exit
 
@@ -81,14 +82,20 @@ class Supervisor:
         self._stop_task: asyncio.Task[None] | None = None
         self._reload_pending: list[str] | None = None
         self._watch_stop: asyncio.Event | None = None
+        self.notifier = Notifier(None)
+        """systemd's notify socket (issue 12), taken from the environment in run()."""
 
     # Entry -------------------------------------------------------------------------------
 
     def run(self) -> int:
         """Supervise until stopped; the process exit code."""
         self._check()
-        with asyncio.Runner() as runner:
-            return runner.run(self._main())
+        self.notifier = Notifier.from_environment()
+        try:
+            with asyncio.Runner() as runner:
+                return runner.run(self._main())
+        finally:
+            self.notifier.close()
 
     def _check(self) -> None:
         """Refuse what cannot work before any process starts (one error, exit 1)."""
@@ -303,6 +310,7 @@ class Supervisor:
         if self.stopping:
             return
         self.stopping = True
+        self.notifier.stopping()
         if self._operator is not None:
             self._operator.cancel()  # a restart in progress is abandoned
         self._stop_task = asyncio.create_task(self._stop_and_report())
@@ -405,6 +413,14 @@ class Supervisor:
     async def _start_first(self) -> None:
         if await self._start(self.target, during="start"):
             self._announce()
+            self._notify_ready()
+            self.notifier.start_watchdog(asyncio.get_running_loop())
+
+    def _notify_ready(self) -> None:
+        count = len(self._serving())
+        listeners = self.sockets or self.reserved
+        where = ", ".join(describe(sock, scheme=self.scheme) for sock in listeners)
+        self.notifier.ready(f"Serving on {where} with {count} worker{'s' if count != 1 else ''}")
 
     def _serving(self) -> list[WorkerProcess]:
         """Workers that count as capacity: not stopping, not marked for replacement."""
@@ -438,18 +454,24 @@ class Supervisor:
     async def _rolling_restart(self) -> None:
         old_workers = [w for w in self._serving() if w.state is State.READY]
         logger.info("SIGHUP: restarting %d worker(s) one at a time", len(old_workers))
-        for old in old_workers:
-            if old.state is not State.READY or old.stop_requested:
-                continue  # it died meanwhile; _reconcile replaces it
-            if not await self._replace(old, during="sighup"):
-                return
-        logger.info("Rolling restart done")
+        self.notifier.reloading(f"Rolling restart of {len(old_workers)} worker(s)")
+        try:
+            for old in old_workers:
+                if old.state is not State.READY or old.stop_requested:
+                    continue  # it died meanwhile; _reconcile replaces it
+                if not await self._replace(old, during="sighup"):
+                    return
+            logger.info("Rolling restart done")
+        finally:
+            if not self.stopping:
+                self._notify_ready()
 
     async def _reload(self) -> None:
         paths, self._reload_pending = self._reload_pending or [], None
         shown = ", ".join(_short(path) for path in paths[:3])
         more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
         logger.info("Detected a change in %s%s; reloading", shown, more)
+        self.notifier.reloading("Reloading: " + shown + more)
         old = list(self.workers)
         for worker in old:
             worker.stop()
@@ -459,6 +481,8 @@ class Supervisor:
         stopped = asyncio.gather(*(w.wait_stopped(self.stop_deadline) for w in old))
         await self._start(self.target, during="reload")
         await stopped
+        if not self.stopping:
+            self._notify_ready()
 
     # Reload ------------------------------------------------------------------------------
 
