@@ -95,7 +95,7 @@ def test_watchdog_keepalives_and_abstract_socket(tmp_path: Path) -> None:
     try:
         env = {"NOTIFY_SOCKET": fake.address, "WATCHDOG_USEC": "200000"}
         with pier(APP, "--port", "0", env=env) as proc:
-            _, before = fake.until("READY")
+            fake.until("READY")
             started = time.monotonic()
             for _ in range(3):
                 fake.until("WATCHDOG")
