@@ -386,6 +386,7 @@ def _row(name: str, default: Any, parse: Callable[[object], Any], help: str, gro
 
 SERVER, APP, LIMITS, PROXY, LOGGING = "Server", "App", "HTTP limits", "Proxy", "Logging"
 WORKERS, RELOAD, TLS = "Workers", "Reload", "TLS"  # issue 5
+HTTP2 = "HTTP/2"  # issue 9
 
 # The table. Order is the order of `pier --help` (groups appear in first-seen order).
 _OPTIONS: tuple[Option, ...] = (
@@ -554,6 +555,30 @@ _OPTIONS: tuple[Option, ...] = (
     _row("timeout_ws_handshake", 10.0, _seconds_parser(positive=True),
          "seconds the app gets to accept or deny a WebSocket, and a peer gets to answer"
          " a close frame", "WebSocket", metavar="SECONDS"),
+    # --- HTTP/2 (issue 9; pier.proto.h2, docs/http2.md) --------------------------------
+    _row("h2_max_concurrent_streams", 100, _int_parser(1, 2**31 - 1),
+         "HTTP/2 streams a connection may have in flight (SETTINGS_MAX_CONCURRENT_STREAMS);"
+         " a stream counts until its app finishes, so resets free nothing (REFUSED_STREAM)",
+         HTTP2, metavar="INT"),
+    _row("h2_initial_window_size", 65535, _int_parser(65535, 2**31 - 1),
+         "request body bytes an HTTP/2 stream may send before the app reads them"
+         " (SETTINGS_INITIAL_WINDOW_SIZE)", HTTP2, metavar="BYTES"),
+    _row("h2_max_header_list_size", 65536, _int_parser(1024, 2**31 - 1),
+         "bytes of HTTP/2 request headers, decoded (SETTINGS_MAX_HEADER_LIST_SIZE) and"
+         " encoded across CONTINUATION frames; HPACK bombs and CONTINUATION floods end"
+         " with GOAWAY ENHANCE_YOUR_CALM", HTTP2, metavar="BYTES"),
+    _row("h2_max_frame_size", 16384, _int_parser(16384, 2**24 - 1),
+         "largest HTTP/2 frame payload read (SETTINGS_MAX_FRAME_SIZE); a longer one ends"
+         " the connection with FRAME_SIZE_ERROR before it is buffered", HTTP2,
+         metavar="BYTES"),
+    _row("h2_max_reset_streams", 200, _int_parser(1),
+         "HTTP/2 streams a client may reset before their response (less responses"
+         " completed) before GOAWAY ENHANCE_YOUR_CALM: the rapid reset bound", HTTP2,
+         metavar="INT"),
+    _row("h2_max_control_frames", 1000, _int_parser(1),
+         "HTTP/2 frames in a row without a request or data (PING, SETTINGS,"
+         " WINDOW_UPDATE, PRIORITY, RST_STREAM, empty DATA) before GOAWAY"
+         " ENHANCE_YOUR_CALM: the flood bound", HTTP2, metavar="INT"),
 )
 
 _BY_NAME: dict[str, Option] = {option.name: option for option in _OPTIONS}
@@ -703,6 +728,13 @@ class Config:
     limit_request_field_size: int
     limit_request_line: int
     limit_request_body: int | None
+    # issue 9: HTTP/2
+    h2_max_concurrent_streams: int
+    h2_initial_window_size: int
+    h2_max_header_list_size: int
+    h2_max_frame_size: int
+    h2_max_reset_streams: int
+    h2_max_control_frames: int
     proxy_headers: bool
     forwarded_allow_ips: str
     log_level: str

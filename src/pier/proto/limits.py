@@ -27,3 +27,46 @@ class Limits:
     # Request body. Off by default (None) like uvicorn and gunicorn, since apps stream
     # uploads; nginx's client_max_body_size is 1 MiB. Answer: 413.
     body: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class H2Limits:
+    """HTTP/2 (RFC 9113) settings and the flood bounds; see docs/http2.md.
+
+    Memory per connection is bounded by max_concurrent_streams x initial_window_size of
+    request body (the connection window is their sum, so one stalled stream never starves
+    the others) plus one frame and one header block being read.
+    """
+
+    # SETTINGS_MAX_CONCURRENT_STREAMS. Threat: per-stream app tasks and buffers. Streams
+    # count until their app task has finished, not until the peer resets them, so a
+    # rapid reset (CVE-2023-44487) cannot run more apps at once than this. Precedent:
+    # nginx http2_max_concurrent_streams 128, h2 100, Go 250. Over it: RST_STREAM
+    # REFUSED_STREAM.
+    max_concurrent_streams: int = 100
+    # SETTINGS_INITIAL_WINDOW_SIZE: request body bytes a stream may send before the app
+    # reads them. Threat: memory held for slow apps. Precedent: RFC default 65535,
+    # nginx 64 KiB preread. Over it: the peer's own FLOW_CONTROL_ERROR.
+    initial_window_size: int = 65535
+    # SETTINGS_MAX_HEADER_LIST_SIZE (decoded, 32 bytes per field counted, RFC 9113
+    # 6.5.2), and the bound on an encoded header block (HEADERS + CONTINUATION).
+    # Threats: HPACK bombs (a small block that decodes huge) and CONTINUATION floods
+    # (CVE-2024-27316: a block that never ends). Precedent: h2 64 KiB, nginx 4x8 KiB,
+    # pier's HTTP/1.1 head 64 KiB. Over it: GOAWAY ENHANCE_YOUR_CALM.
+    max_header_list_size: int = 65536
+    # SETTINGS_MAX_FRAME_SIZE: largest frame payload read. A longer frame is refused from
+    # its 9-byte header, before its payload is buffered. Precedent: the RFC default and
+    # minimum 16384 (nginx, Go). Over it: GOAWAY FRAME_SIZE_ERROR.
+    max_frame_size: int = 16384
+    # Streams the peer resets before their response is complete, less responses that
+    # completed, before the connection is ended. Threat: rapid reset (CVE-2023-44487).
+    # Precedent: nghttp2 allows bursts of 1000 resets, nginx ends after 2x its streams
+    # limit per read. Over it: GOAWAY ENHANCE_YOUR_CALM.
+    max_reset_streams: int = 200
+    # Frames in a row that make no progress (SETTINGS, PING, PRIORITY, WINDOW_UPDATE,
+    # RST_STREAM, empty DATA or CONTINUATION, unknown types); a new request, request body
+    # bytes or response bytes sent start the count again. Threat: the SETTINGS/PING/empty
+    # DATA/WINDOW_UPDATE floods (CVE-2019-9512/9515/9518). Precedent: Netty allows 2
+    # empty DATA frames in a row, Go 10000 queued control frames. Over it: GOAWAY
+    # ENHANCE_YOUR_CALM.
+    max_control_frames: int = 1000
