@@ -477,6 +477,12 @@ _OPTIONS: tuple[Option, ...] = (
          'comma-separated proxy IPs/networks to trust, or "*" (also read from '
          "FORWARDED_ALLOW_IPS)", PROXY, metavar="IPS",
          env_fallbacks=("FORWARDED_ALLOW_IPS",)),
+    # issue 12 (pier.io.proxy_protocol)
+    _row("proxy_protocol", "off", _parse_str,
+         "expect a PROXY protocol header (HAProxy, AWS NLB) of this version on every"
+         " connection, from --forwarded-allow-ips only; it sets the client and server"
+         " addresses; a connection without a valid one is closed", PROXY,
+         choices=("off", "v1", "v2")),
     # --- Logging -----------------------------------------------------------------------
     _row("log_level", "info", _parse_str,
          "least severe message logged; access lines are info", LOGGING,
@@ -760,6 +766,7 @@ class Config:
     ssl_ciphers: str | None
     # issue 12: operating in production
     config_file: str | None
+    proxy_protocol: str
     # issue 3: WebSocket
     ws: str
     ws_max_size: int
@@ -892,6 +899,11 @@ class Config:
         if self.reuse_port and (self.uds is not None or self.fd is not None):
             raise ConfigError(
                 f"{name('reuse_port')} needs TCP addresses; leave it off with --uds or --fd"
+            )
+        if self.proxy_protocol != "off" and self.ssl_certfile is not None:
+            raise ConfigError(
+                f"{name('proxy_protocol')} with --ssl-certfile is not supported yet (the"
+                " header comes before the TLS handshake); terminate TLS at the proxy"
             )
         if self.ssl_certfile is None:
             for option in ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs"):

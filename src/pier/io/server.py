@@ -252,8 +252,11 @@ class Server:
     async def _listen(self, ctx: ServerContext, sockets: list[socket.socket]) -> None:
         loop = ctx.loop
 
-        def factory() -> H1Connection:
+        def factory() -> asyncio.Protocol:
             return H1Connection(ctx)
+
+        if self.config.proxy_protocol != "off":
+            factory = self._proxy_protocol_gate(factory)
 
         scheme = "http" if self.ssl_context is None else "https"
         for sock in sockets:
@@ -266,6 +269,26 @@ class Server:
             self.listening_on.append(describe(sock, scheme=scheme))
             if self.announce:
                 logger.info("Listening on %s (Press CTRL+C to quit)", self.listening_on[-1])
+
+    def _proxy_protocol_gate(
+        self, make: Callable[[], asyncio.Protocol]
+    ) -> Callable[[], asyncio.Protocol]:
+        """issue 12, --proxy-protocol: every connection reads the header first."""
+        from pier.asgi.proxy import TrustedHosts
+        from pier.io.proxy_protocol import ProxyProtocolGate
+
+        config = self.config
+        trusted = TrustedHosts(config.forwarded_allow_ips)
+
+        def gate() -> asyncio.Protocol:
+            return ProxyProtocolGate(
+                make,
+                version=config.proxy_protocol,
+                trusted=trusted,
+                timeout=config.timeout_request_header,
+            )
+
+        return gate
 
     def _watch_request_limit(self, ctx: ServerContext, limit: int) -> None:
         # issue 5, --limit-max-requests: on_idle runs when a request's app task ends
