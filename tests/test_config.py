@@ -113,7 +113,7 @@ def test_unknown_option_without_a_close_match_points_to_help() -> None:
         ({"log_level": "loud"}, "invalid log_level 'loud': expected one of critical, error, "
                                 "warning, info, debug, trace"),
         ({"loop": "trio"}, "invalid loop 'trio': expected one of auto, asyncio, uvloop"),
-        ({"interface": "wsgi"}, "expected one of auto, asgi3, asgi2"),
+        ({"interface": "asgi4"}, "expected one of auto, asgi3, asgi2, wsgi"),
         ({"lifespan": True}, "invalid lifespan True: expected one of auto, on, off"),
         ({"access_log": "maybe"}, "invalid access_log 'maybe': expected true or false"),
         ({"root_path": "api"}, "invalid root_path 'api': expected \"\" or a path starting"),

@@ -446,7 +446,10 @@ _OPTIONS: tuple[Option, ...] = (
          kind="flag"),
     _row("interface", "auto", _parse_str,
          "app calling convention; auto detects it from the callable's signature", APP,
-         choices=("auto", "asgi3", "asgi2")),
+         choices=("auto", "asgi3", "asgi2", "wsgi")),
+    _row("wsgi_threads", 10, _int_parser(1),
+         "threads per worker that run a WSGI app; requests beyond them queue", APP,
+         metavar="INT"),
     _row("lifespan", "auto", _parse_str,
          "lifespan events: on requires them, off skips them, auto tolerates apps "
          "without support", APP, choices=("auto", "on", "off")),
@@ -725,6 +728,7 @@ class Config:
     headers: list[tuple[str, str]]
     factory: bool
     interface: str
+    wsgi_threads: int
     lifespan: str
     app_dir: str
     root_path: str

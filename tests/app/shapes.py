@@ -194,6 +194,50 @@ def create_with_config(config: Any = None) -> Any:
     return simple_app_v3
 
 
+# --- WSGI (PEP 3333): sync callables taking (environ, start_response) -------------
+
+
+def wsgi_function(environ: Any, start_response: Any) -> Any:
+    CALLS.append("wsgi_function")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"wsgi_function"]
+
+
+def _tagged_wsgi(tag: str, environ: Any, start_response: Any) -> Any:
+    start_response("200 OK", [])
+    return [f"wsgi_partial:{tag}".encode()]
+
+
+wsgi_partial = functools.partial(_tagged_wsgi, "w")
+
+
+class WSGIObject:
+    """Flask's and Django's shape: an instance whose __call__ is the WSGI app."""
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        start_response("200 OK", [])
+        yield b"wsgi_instance"
+
+
+wsgi_instance = WSGIObject()
+
+
+class WSGIIterable:
+    """PEP 3333's class-as-app: constructed per request, iterated for the body."""
+
+    def __init__(self, environ: Any, start_response: Any) -> None:
+        self.start_response = start_response
+
+    def __iter__(self) -> Any:
+        self.start_response("200 OK", [])
+        yield b"WSGIIterable"
+
+
+@functools.wraps(wsgi_function)
+def wrapped_wsgi(environ: Any, start_response: Any) -> Any:
+    return wsgi_function(environ, start_response)
+
+
 # name -> (interface detect_interface reports, body the loaded app answers with,
 #          calls made by load_app alone)
 EXPECTED: dict[str, tuple[str, str, list[str]]] = {
@@ -218,4 +262,9 @@ EXPECTED: dict[str, tuple[str, str, list[str]]] = {
     "with_optional_kwonly": ("asgi3", "with_optional_kwonly", []),
     "FactoryClass": ("factory", "FactoryClass", ["FactoryClass"]),
     "create_with_config": ("factory", "simple_app_v3", ["create_with_config"]),
+    "wsgi_function": ("wsgi", "wsgi_function", []),
+    "wsgi_partial": ("wsgi", "wsgi_partial:w", []),
+    "wsgi_instance": ("wsgi", "wsgi_instance", []),
+    "WSGIIterable": ("wsgi", "WSGIIterable", []),
+    "wrapped_wsgi": ("wsgi", "wsgi_function", []),
 }

@@ -109,15 +109,15 @@ def test_factory_with_explicit_interface_is_still_a_factory() -> None:
 
 
 def test_unknown_interface_value_is_refused() -> None:
-    with pytest.raises(InterfaceMismatch, match="use auto, asgi3 or asgi2"):
+    with pytest.raises(InterfaceMismatch, match="use auto, asgi3, asgi2 or wsgi"):
         resolve_interface(shapes.simple_app_v3, "asgi4")
 
 
 @pytest.mark.parametrize(
     ("app", "params"),
     [
-        (lambda a, b: None, "(a, b)"),
         (lambda a, b, c, d: None, "(a, b, c, d)"),
+        (lambda a, b, c, d, e: None, "(a, b, c, d, e)"),
     ],
 )
 def test_arity_that_fits_nothing_names_the_signature(app: Any, params: str) -> None:
@@ -127,6 +127,7 @@ def test_arity_that_fits_nothing_names_the_signature(app: Any, params: str) -> N
     assert f"taking {params}" in message
     assert "ASGI3 expects a callable taking (scope, receive, send)" in message
     assert "ASGI2 expects a plain (non-async) callable taking (scope)" in message
+    assert "WSGI expects a plain (non-async) callable taking (environ, start_response)" in message
 
 
 def test_two_argument_coroutine_fits_nothing() -> None:

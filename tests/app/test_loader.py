@@ -34,6 +34,7 @@ from pier.errors import (
     ConfigError,
     InterfaceMismatch,
 )
+from pier.wsgi import WSGIAdapter
 from tests.app import shapes
 
 _counter = itertools.count()
@@ -483,8 +484,51 @@ def test_app_dir_that_does_not_exist(tmp_path: Path) -> None:
 
 
 def test_interface_value_is_checked() -> None:
-    with pytest.raises(ConfigError, match="use one of auto, asgi3, asgi2"):
-        load_app(shapes.simple_app_v3, interface="wsgi")
+    with pytest.raises(ConfigError, match="use one of auto, asgi3, asgi2, wsgi"):
+        load_app(shapes.simple_app_v3, interface="asgi4")
+
+
+@pytest.mark.parametrize(
+    ("name", "interface", "needles"),
+    [
+        ("simple_app_v3", "wsgi", ["is a coroutine function taking (scope, receive, send) (ASGI3)",
+                                   "an `async def` app is ASGI, not WSGI",
+                                   "use --interface asgi3"]),
+        ("wsgi_instance", "asgi3", ["WSGIObject with __call__ taking (environ, start_response)"
+                                    " (WSGI)", "use --interface wsgi"]),
+    ],
+)
+def test_wsgi_and_asgi_mismatch_says_what_was_found_and_why(
+    name: str, interface: str, needles: list[str]
+) -> None:
+    with pytest.raises(InterfaceMismatch) as info:
+        load_app(getattr(shapes, name), interface=interface)
+    for needle in needles:
+        assert needle in str(info.value)
+
+
+def test_wsgi_app_is_served_through_the_adapter_and_says_so(
+    error_log: _ListHandler, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="pier.error"):
+        app = load_app(shapes.wsgi_function, wsgi_threads=3)
+    assert isinstance(app, WSGIAdapter)
+    assert app.pool.size == 3
+    infos = error_log.messages(logging.INFO)
+    assert any(
+        "as WSGI (detected: function taking (environ, start_response))" in line
+        and "in 3 threads" in line
+        for line in infos
+    ), infos
+    assert shapes.CALLS == []
+
+
+def test_async_two_argument_app_is_explained_as_neither_asgi_nor_wsgi() -> None:
+    async def app(environ: Any, start_response: Any) -> None: ...
+
+    with pytest.raises(AppLoadError) as info:
+        load_app(app)
+    assert "an `async def` cannot be a WSGI app" in str(info.value)
 
 
 def test_interface_mismatch_through_load_app_names_the_spec(

@@ -1,4 +1,4 @@
-"""Which ASGI interface an application speaks, decided from its shape alone.
+"""Which interface (ASGI3, ASGI2, WSGI) an application speaks, decided from its shape alone.
 
 Rules:
 1. The application is NEVER called here. Everything is decided from
@@ -9,11 +9,14 @@ Rules:
    callable accepts:
      accepts 3, or takes *args          -> "asgi3"  (scope, receive, send) -> awaitable
      sync, accepts 1 (and not 3)        -> "asgi2"  (scope) -> instance(receive, send)
+     sync, accepts 2 (and not 1 or 3)   -> "wsgi"   (environ, start_response) -> iterable
      sync, needs 0 (and cannot take 3)  -> "factory" (call once, the result is the app)
    Classes are judged by what calling them produces: a class whose instances are
    awaitable (`__await__`) and whose constructor takes (scope, receive, send) is
    ASGI3; a class constructed from (scope) whose instances are callable with
-   (receive, send) is classic ASGI2; a class constructed from nothing is a factory.
+   (receive, send) is classic ASGI2; a class constructed from (environ, start_response)
+   whose instances are iterable is WSGI (PEP 3333 allows a class as the app); a class
+   constructed from nothing is a factory.
 3. Anything else is a user mistake, raised as AppLoadError (or InterfaceMismatch
    for an explicit --interface) whose message names the shape found, what each
    interface expects, and what to change.
@@ -43,7 +46,7 @@ __all__ = [
     "resolve_interface",
 ]
 
-Interface = Literal["asgi3", "asgi2", "factory"]
+Interface = Literal["asgi3", "asgi2", "wsgi", "factory"]
 
 logger = logging.getLogger("pier.error")
 
@@ -52,6 +55,7 @@ _EXPECT_ASGI2 = (
     "ASGI2 expects a plain (non-async) callable taking (scope) that returns "
     "an awaitable callable taking (receive, send)"
 )
+_EXPECT_WSGI = "WSGI expects a plain (non-async) callable taking (environ, start_response)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,7 @@ class Shape:
     is_class: bool = False
     awaitable_instances: bool = False
     callable_instances: bool = False
+    iterable_instances: bool = False
     instance_call_accepts_2: bool = False
     instance_call_accepts_3: bool = False
     async_generator: bool = False
@@ -202,6 +207,7 @@ def _class_defines(cls: type, name: str) -> object | None:
 def _class_shape(cls: type) -> Shape:
     sig = _signature(cls)
     awaitable = _class_defines(cls, "__await__") is not None
+    iterable = _class_defines(cls, "__iter__") is not None
     call = _class_defines(cls, "__call__")
     call_2 = call_3 = False
     if call is not None:
@@ -224,6 +230,7 @@ def _class_shape(cls: type) -> Shape:
             is_class=True,
             awaitable_instances=awaitable,
             callable_instances=call is not None,
+            iterable_instances=iterable,
             instance_call_accepts_2=call_2,
             instance_call_accepts_3=call_3,
         )
@@ -238,6 +245,7 @@ def _class_shape(cls: type) -> Shape:
         is_class=True,
         awaitable_instances=awaitable,
         callable_instances=call is not None,
+        iterable_instances=iterable,
         instance_call_accepts_2=call_2,
         instance_call_accepts_3=call_3,
     )
@@ -298,6 +306,8 @@ def _fits(shape: Shape) -> list[Interface]:
             fits.append("asgi3")
         if shape.callable_instances and shape.instance_call_accepts_2 and shape.accepts(1):
             fits.append("asgi2")
+        if shape.iterable_instances and shape.accepts(2) and not shape.accepts(1):
+            fits.append("wsgi")
         if shape.min_pos == 0:
             fits.append("factory")
         return fits
@@ -305,6 +315,11 @@ def _fits(shape: Shape) -> list[Interface]:
         fits.append("asgi3")
     if not shape.is_async and shape.accepts(1):
         fits.append("asgi2")
+    if not shape.is_async and shape.accepts(2):
+        # After asgi3/asgi2: `def app(environ, start_response)` accepts exactly 2 and
+        # lands here alone; a callable that also accepts 1 or 3 keeps its ASGI reading
+        # (--interface wsgi says otherwise).
+        fits.append("wsgi")
     if not shape.is_async and shape.min_pos == 0 and not shape.accepts(3):
         # Zero required arguments and no room for (scope, receive, send): a
         # factory. It goes before asgi2 so that `def create_app(config=None)`
@@ -343,14 +358,19 @@ def _no_fit_message(app: object, shape: Shape, name: str | None) -> str:
             f"{what}; pier cannot await an app factory at start-up, and {_EXPECT_ASGI3}; "
             "make the factory a plain `def` that returns the app"
         )
+    if shape.is_async and shape.accepts(2) and not shape.accepts(1):
+        return (
+            f"{what}; {_EXPECT_ASGI3}, and {_EXPECT_WSGI} (an `async def` cannot be a"
+            " WSGI app); add the send parameter for ASGI, or drop `async` for WSGI"
+        )
     if shape.is_async and shape.accepts(1):
         return (
             f"{what}; {_EXPECT_ASGI3}, and {_EXPECT_ASGI2} (a coroutine function cannot "
             "return the ASGI2 instance synchronously); add the receive and send parameters"
         )
     return (
-        f"{what}; {_EXPECT_ASGI3}, {_EXPECT_ASGI2}, and an app factory takes no arguments; "
-        "fix the parameters"
+        f"{what}; {_EXPECT_ASGI3}, {_EXPECT_ASGI2}, {_EXPECT_WSGI}, and an app factory "
+        "takes no arguments; fix the parameters"
     )
 
 
@@ -365,7 +385,7 @@ def detect_interface(app: object, *, name: str | None = None) -> Interface:
         raise AppLoadError(_no_fit_message(app, shape, name))
     if shape.params is None and not shape.is_async:
         logger.debug(
-            "%s is a %s; assuming ASGI3 (pass --interface asgi2 if it is not)",
+            "%s is a %s; assuming ASGI3 (pass --interface asgi2 or wsgi if it is not)",
             _label(name),
             shape.described,
         )
@@ -375,11 +395,12 @@ def detect_interface(app: object, *, name: str | None = None) -> Interface:
 _FLAG_EXPECTS = {
     "asgi3": "a callable taking (scope, receive, send) that returns an awaitable",
     "asgi2": "a callable taking (scope) that returns an awaitable callable",
+    "wsgi": "a plain (non-async) callable taking (environ, start_response)",
 }
 
 
 def resolve_interface(app: object, requested: str, *, name: str | None = None) -> Interface:
-    """Reconcile the shape of app with --interface (requested: auto, asgi3 or asgi2).
+    """Reconcile the shape of app with --interface (requested: auto, asgi3, asgi2 or wsgi).
 
     Returns "factory" when app is a factory: the interface then applies to what
     the factory returns, which the caller resolves in turn.
@@ -388,7 +409,7 @@ def resolve_interface(app: object, requested: str, *, name: str | None = None) -
         return detect_interface(app, name=name)
     if requested not in _FLAG_EXPECTS:
         raise InterfaceMismatch(
-            f'--interface "{requested}" is not an interface; use auto, asgi3 or asgi2'
+            f'--interface "{requested}" is not an interface; use auto, asgi3, asgi2 or wsgi'
         )
     shape = inspect_shape(app)
     fits = _fits(shape)
@@ -398,14 +419,16 @@ def resolve_interface(app: object, requested: str, *, name: str | None = None) -
     if fits and fits[0] == "factory":
         return "factory"
     found = describe(app, name=name, shape=shape, fits=fits)
-    other = "asgi2" if requested == "asgi3" else "asgi3"
-    if other in fits:
-        fix = f"drop --interface or use --interface {other}"
+    others = [kind for kind in fits if kind != requested]
+    if others:
+        fix = f"drop --interface or use --interface {others[0]}"
     else:
         fix = "fix the app's parameters"
     why = ""
     if requested == "asgi2" and shape.is_async:
         why = " (a coroutine function cannot return the ASGI2 instance synchronously)"
+    elif requested == "wsgi" and shape.is_async:
+        why = " (an `async def` app is ASGI, not WSGI)"
     raise InterfaceMismatch(
         f"{found}, but --interface {requested} expects {_FLAG_EXPECTS[requested]}{why}; {fix}"
     )
@@ -421,6 +444,11 @@ def describe(
     """'app "main:app" is a coroutine function taking (scope, receive, send) (ASGI3)'."""
     shape = shape if shape is not None else inspect_shape(app)
     fits = fits if fits is not None else _fits(shape)
-    tag = {"asgi3": " (ASGI3)", "asgi2": " (ASGI2)", "factory": " (an app factory)"}
+    tag = {
+        "asgi3": " (ASGI3)",
+        "asgi2": " (ASGI2)",
+        "wsgi": " (WSGI)",
+        "factory": " (an app factory)",
+    }
     suffix = tag[fits[0]] if fits else ""
     return f"{_label(name)} is a {shape.described}{suffix}"

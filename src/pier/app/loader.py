@@ -10,7 +10,8 @@ Rules:
    said --factory, or when the callable can only be called with no arguments
    (then with a WARNING telling them to say --factory).
 3. What leaves this module is always an ASGI3 callable: ASGI2 apps are wrapped
-   in ASGI2Adapter, which is on the per-request path and so stays tiny.
+   in ASGI2Adapter, which is on the per-request path and so stays tiny; WSGI apps
+   in pier.wsgi's WSGIAdapter (imported only when one is served).
 
 What does not live here: deciding the interface (interface.py), running the app
 (asgi/), reloading (supervisor/).
@@ -44,7 +45,7 @@ __all__ = ["ASGI2Adapter", "import_from_string", "load_app"]
 
 logger = logging.getLogger("pier.error")
 
-_INTERFACES = ("auto", "asgi3", "asgi2")
+_INTERFACES = ("auto", "asgi3", "asgi2", "wsgi")
 _MAX_SUGGESTIONS = 5
 
 
@@ -295,12 +296,15 @@ def load_app(
     factory: bool = False,
     interface: str = "auto",
     app_dir: str | None = None,
+    wsgi_threads: int | None = None,
+    wsgi_multiprocess: bool = False,
 ) -> ASGIApp:
     """Load app (an object or "module:attr") and return it as an ASGI3 callable.
 
     factory: call app once with no arguments and use the result.
-    interface: "auto" (from the shape), "asgi3" or "asgi2".
+    interface: "auto" (from the shape), "asgi3", "asgi2" or "wsgi".
     app_dir: directory put first on sys.path before importing ("." by the CLI).
+    wsgi_threads, wsgi_multiprocess: the thread pool and wsgi.multiprocess of a WSGI app.
     """
     if interface not in _INTERFACES:
         raise ConfigError(
@@ -353,4 +357,16 @@ def load_app(
             )
     if kind == "asgi2":
         return ASGI2Adapter(obj)
+    if kind == "wsgi":
+        from pier.wsgi import DEFAULT_THREADS, WSGIAdapter
+
+        threads = wsgi_threads or DEFAULT_THREADS
+        logger.info(
+            'Serving app "%s" as WSGI (%s: %s) in %d threads per worker (--wsgi-threads)',
+            name,
+            "detected" if interface == "auto" else "--interface wsgi",
+            inspect_shape(obj).described,
+            threads,
+        )
+        return WSGIAdapter(obj, threads=threads, multiprocess=wsgi_multiprocess)
     return cast(ASGIApp, obj)

@@ -148,6 +148,8 @@ class Server:
             factory=config.factory,
             interface=config.interface,
             app_dir=config.app_dir,
+            wsgi_threads=config.wsgi_threads,
+            wsgi_multiprocess=config.workers > 1,
         )
         ctx = self.ctx = self._context(app, loop)
         if self.request_limit is not None:

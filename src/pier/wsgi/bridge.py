@@ -1,0 +1,397 @@
+"""A WSGI app (PEP 3333) presented to pier as an ASGI3 app.
+
+Rules:
+1. The WSGI app runs in a pool thread (pool.py); the event loop never waits for it.
+   What the app produces crosses to the loop as ASGI messages, and pier's one request
+   lifecycle (asgi/http.py) does the rest: every protocol, limit, log line and failure
+   policy of ASGI apps applies unchanged.
+2. Thread -> loop: messages go into the exchange's outbox and at most one wake-up is in
+   flight (`call_soon_threadsafe`), so a whole small response costs one hop each way.
+   The thread counts what it queued (bytes + one per message), the loop what send()
+   took; past HIGH_WATER the thread waits. send() itself waits for the transport to
+   drain, so a slow client holds the app's thread back and memory stays bounded.
+3. Loop -> thread: request body chunks are pulled by wsgi.input (environ.py) with one
+   receive() per chunk, only when the app reads.
+4. Every path ends with the iterable's close() (PEP 3333): a finished response, an app
+   error, a client that left (the next write raises ClientGone in the app's thread),
+   and a server that stops waiting (the task is cancelled; the same).
+5. start_response follows PEP 3333: headers go out with the first non-empty body chunk
+   (or at the end), so a second start_response with exc_info can still replace them;
+   after they went out, exc_info is re-raised.
+
+What does not live here: the environ and wsgi.input (environ.py), threads (pool.py),
+deciding that an app is WSGI (app/interface.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+from pier.asgi.wakeup import Wakeup
+from pier.types import Message, Receive, Scope, Send
+from pier.wsgi.environ import ClientGone, build_environ, default_errors, fetcher
+from pier.wsgi.pool import ThreadPool
+
+__all__ = ["DEFAULT_THREADS", "FileWrapper", "WSGIAdapter"]
+
+logger = logging.getLogger("pier.error")
+
+DEFAULT_THREADS = 10
+# Bytes (plus one per message) the app's thread may have queued for the loop beyond
+# what send() has taken, before it waits. With the transport's own 256 KiB buffer this
+# bounds what one slow client can make a response hold in memory to ~512 KiB plus the
+# chunk being written.
+HIGH_WATER = 256 * 1024
+FILE_BLOCK = 64 * 1024
+
+_DONE = object()  # outbox marker: the app's thread is finished (close() was called)
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: a file the app hands back as its body.
+
+    When it wraps a regular file read from its start, pier sends it by path through
+    `http.response.pathsend` (no pass through the app's thread per block); otherwise it
+    is iterated block by block like any other body.
+    """
+
+    __slots__ = ("block_size", "filelike")
+
+    def __init__(self, filelike: Any, block_size: int = FILE_BLOCK) -> None:
+        self.filelike = filelike
+        self.block_size = block_size
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        while block := read(self.block_size):
+            yield block
+
+    def close(self) -> None:
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+    def sendable_path(self) -> str | None:
+        """The file's path when sending that path sends exactly what iterating would."""
+        filelike = self.filelike
+        name = getattr(filelike, "name", None)
+        if not isinstance(name, str):
+            return None
+        try:
+            if filelike.tell() != 0:
+                return None
+            opened = os.fstat(filelike.fileno())
+            named = os.stat(name)
+        except (AttributeError, OSError, ValueError):
+            return None
+        same = (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
+        return os.path.abspath(name) if same and stat.S_ISREG(opened.st_mode) else None
+
+
+def _check_status(status: object) -> int:
+    if not isinstance(status, str):
+        raise TypeError(f"start_response() status must be a str like '200 OK', got {status!r}")
+    code = status[:3]
+    if len(status) < 4 or not code.isdigit() or status[3] != " ":
+        raise ValueError(f"start_response() status must look like '200 OK', got {status!r}")
+    return int(code)
+
+
+def _encode_headers(headers: object) -> list[tuple[bytes, bytes]]:
+    if type(headers) is not list:
+        raise TypeError(
+            f"start_response() headers must be a list of (name, value) tuples,"
+            f" got {type(headers).__name__}"
+        )
+    encoded = []
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2:
+            raise TypeError(f"start_response() header must be a (name, value) tuple, got {item!r}")
+        name, value = item
+        if type(name) is not str or type(value) is not str:
+            raise TypeError(f"start_response() header names and values must be str, got {item!r}")
+        try:
+            encoded.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"start_response() header {item!r} is not latin-1 (PEP 3333 headers are"
+                " latin-1 strings; encode other text, e.g. RFC 8187 for filenames)"
+            ) from None
+    return encoded
+
+
+class _Exchange(Wakeup):
+    """One request between the loop (serve) and the app's thread (run)."""
+
+    __slots__ = (
+        "aborted",
+        "adapter",
+        "headers",
+        "headers_sent",
+        "loop",
+        "outbox",
+        "queued",
+        "receive",
+        "room",
+        "scope",
+        "send",
+        "sent",
+        "status",
+        "waiting",
+        "wake_pending",
+    )
+
+    def __init__(self, adapter: WSGIAdapter, scope: Scope, receive: Receive, send: Send) -> None:
+        self.adapter = adapter
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.loop = asyncio.get_running_loop()
+        self._waiter: asyncio.Future[None] | None = None
+        self.outbox: deque[Any] = deque()
+        self.wake_pending = False
+        # Written by the app's thread only / by the loop only (no lock needed).
+        self.queued = 0
+        self.sent = 0
+        self.waiting = False
+        self.room: threading.Event | None = None
+        self.aborted = False
+        self.status: int | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers_sent = False
+
+    # The loop's side --------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        self.adapter.pool.submit(self.run)
+        outbox = self.outbox
+        send = self.send
+        failure: BaseException | None = None
+        try:
+            while True:
+                while outbox:
+                    item = outbox.popleft()
+                    if type(item) is dict:
+                        if failure is None:
+                            try:
+                                await send(item)
+                            except Exception as exc:  # client gone, headers refused...
+                                failure = exc
+                                self._abort()
+                        body = item.get("body")
+                        self.sent += len(body) + 1 if body else 1
+                        if self.waiting:
+                            self.room.set()  # type: ignore[union-attr]
+                    elif item is _DONE:
+                        if failure is not None:
+                            raise failure
+                        return
+                    elif failure is None:
+                        raise item
+                    # else: the app's thread failed because we stopped it; the first
+                    # failure is the one to report.
+                await self._wait()
+        except asyncio.CancelledError:
+            self._abort()
+            raise
+
+    def _abort(self) -> None:
+        self.aborted = True
+        room = self.room
+        if room is not None:
+            room.set()
+
+    def _wake_from_thread(self) -> None:
+        # Reset here, not where the outbox is drained: a wake-up that lands while
+        # serve() is inside send() finds no waiter, and the next push must schedule
+        # another one or serve() would sleep on a full outbox.
+        self.wake_pending = False
+        self._wake()
+
+    # The app's thread's side ------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:
+            self._push((exc, _DONE), 0, final=True)
+
+    def _run(self) -> None:
+        adapter = self.adapter
+        scope = self.scope
+        environ = build_environ(
+            scope,
+            fetch=fetcher(self.loop, self.receive),
+            errors=adapter.errors,
+            file_wrapper=FileWrapper,
+            multiprocess=adapter.multiprocess,
+        )
+        result: Iterable[bytes] = adapter.app(environ, self._start_response)
+        tail = b""
+        try:
+            if type(result) is list and len(result) == 1:
+                # The usual small response: all of it goes in one message, so pier
+                # frames it with a Content-Length and writes head and body at once.
+                tail = result[0]
+            elif (
+                type(result) is FileWrapper
+                and not self.headers_sent
+                and self.status is not None
+                and "http.response.pathsend" in scope.get("extensions", {})
+                and (path := result.sendable_path()) is not None
+            ):
+                self._send_path(path)
+                return
+            else:
+                for chunk in result:
+                    if chunk:
+                        self._write(chunk)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        self._finish(tail)
+
+    def _start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self.headers_sent:
+                    # PEP 3333: too late to replace them; the error goes back to the app.
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # break the frame -> traceback cycle
+        elif self.status is not None:
+            raise RuntimeError(
+                "start_response() was called a second time without exc_info (PEP 3333"
+                " allows that only to replace the headers after an error)"
+            )
+        code = _check_status(status)
+        self.headers = _encode_headers(headers)
+        self.status = code
+        return self._write_callable
+
+    def _write_callable(self, data: bytes) -> None:
+        if self.status is None:
+            raise RuntimeError("write() was called before start_response()")
+        if data:
+            self._write(data)
+
+    def _start_message(self) -> Message:
+        if self.status is None:
+            raise RuntimeError(
+                "the WSGI app returned its body without calling start_response()"
+            )
+        self.headers_sent = True
+        return {"type": "http.response.start", "status": self.status, "headers": self.headers}
+
+    def _write(self, chunk: bytes) -> None:
+        if type(chunk) is not bytes:
+            _check_chunk(chunk)
+        message = {"type": "http.response.body", "body": chunk, "more_body": True}
+        if self.headers_sent:
+            self._push((message,), len(chunk) + 1)
+        else:
+            self._push((self._start_message(), message), len(chunk) + 2)
+
+    def _finish(self, tail: bytes) -> None:
+        if type(tail) is not bytes:
+            _check_chunk(tail)
+        last = {"type": "http.response.body", "body": tail, "more_body": False}
+        if self.headers_sent:
+            self._push((last, _DONE), 0, final=True)
+        else:
+            self._push((self._start_message(), last, _DONE), 0, final=True)
+
+    def _send_path(self, path: str) -> None:
+        start = self._start_message()
+        self._push((start, {"type": "http.response.pathsend", "path": path}), 2)
+        # The app's close() (which may delete a temporary file) waits for the send.
+        self._wait_room(0)
+        if self.aborted:
+            raise ClientGone("the client closed the connection")
+        self._push((_DONE,), 0, final=True)
+
+    def _push(self, items: tuple[Any, ...], size: int, *, final: bool = False) -> None:
+        if self.aborted and not final:
+            raise ClientGone("the client closed the connection")
+        self.outbox.extend(items)
+        self.queued += size
+        if not self.wake_pending:
+            self.wake_pending = True
+            try:
+                self.loop.call_soon_threadsafe(self._wake_from_thread)
+            except RuntimeError:  # the loop is closed: nobody will take this
+                self.aborted = True
+                if not final:
+                    raise ClientGone("the server stopped") from None
+                return
+        if not final and self.queued - self.sent > HIGH_WATER:
+            self._wait_room(HIGH_WATER)
+            if self.aborted:
+                raise ClientGone("the client closed the connection")
+
+    def _wait_room(self, limit: int) -> None:
+        room = self.room
+        if room is None:
+            room = self.room = threading.Event()
+        self.waiting = True
+        try:
+            while True:
+                room.clear()
+                if self.queued - self.sent <= limit or self.aborted:
+                    return
+                room.wait()
+        finally:
+            self.waiting = False
+
+
+def _check_chunk(chunk: object) -> None:
+    if not isinstance(chunk, bytes):
+        raise TypeError(
+            f"WSGI response body chunks must be bytes, got {type(chunk).__name__}"
+            " (PEP 3333: encode text before returning or writing it)"
+        )
+
+
+class WSGIAdapter:
+    """Serves a WSGI app through pier's ASGI request lifecycle."""
+
+    __slots__ = ("app", "errors", "multiprocess", "pool")
+
+    def __init__(self, app: Any, *, threads: int = DEFAULT_THREADS, multiprocess: bool = False):
+        self.app = app
+        self.pool = ThreadPool(threads)
+        self.multiprocess = multiprocess
+        self.errors = default_errors()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await _Exchange(self, scope, receive, send).serve()
+        elif kind == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    self.pool.stop()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        elif kind == "websocket":
+            # WSGI has no WebSocket: closing before accepting refuses the handshake (403).
+            await send({"type": "websocket.close", "code": 1000})
+
+    def __repr__(self) -> str:
+        return f"WSGIAdapter({self.app!r}, threads={self.pool.size})"

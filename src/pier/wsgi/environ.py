@@ -1,0 +1,243 @@
+"""The WSGI side of one request: its environ and its wsgi.input (PEP 3333).
+
+Rules:
+1. Everything here runs in the app's thread, never on the event loop: building the
+   environ is per-request work the loop should not pay for.
+2. Strings in the environ are "bytes as latin-1" (PEP 3333, "Unicode Issues"): PATH_INFO
+   is the percent-decoded raw path read as latin-1, so an app (or Werkzeug, Django)
+   recovers the exact bytes the client sent and decodes them itself.
+3. wsgi.input pulls body chunks from the loop one receive() at a time, only when the
+   app reads: the ASGI cycle's flow control then pauses the socket while the app has
+   not taken what was read, so an upload never piles up in memory. It stops at
+   CONTENT_LENGTH even if more were to come.
+
+What does not live here: running the app, start_response and the response (bridge.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from pier.types import Message, Scope
+
+__all__ = ["InputStream", "build_environ"]
+
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+# Header names whose repeated lines join with something other than ", " (RFC 9113
+# section 8.2.3 splits Cookie into one field per cookie; joining them with a comma
+# would hand the app one cookie with a comma in it).
+_JOIN = {"HTTP_COOKIE": "; "}
+
+
+class ClientGone(OSError):
+    """The client went away while the app was reading the request body."""
+
+
+class InputStream:
+    """wsgi.input: the request body, read from the ASGI receive() on demand."""
+
+    __slots__ = ("_buf", "_eof", "_fetch", "_left", "_pos")
+
+    def __init__(self, fetch: Callable[[], Message] | None, content_length: int | None) -> None:
+        # fetch() runs receive() on the loop and waits for its answer; None: no body.
+        self._fetch = fetch
+        self._buf = b""
+        self._pos = 0
+        # Bytes the app may still read (None: up to the end of a chunked body).
+        self._left = content_length
+        self._eof = fetch is None or content_length == 0
+
+    def _more(self) -> bool:
+        """Pull the next chunk into the buffer; False at the end of the body."""
+        while not self._eof:
+            assert self._fetch is not None
+            message = self._fetch()
+            if message["type"] != "http.request":
+                self._eof = True
+                raise ClientGone("the client closed the connection before sending its whole body")
+            chunk: bytes = message.get("body", b"")
+            if not message.get("more_body", False):
+                self._eof = True
+            left = self._left
+            if left is not None:
+                if len(chunk) >= left:
+                    chunk = chunk[:left]
+                    self._eof = True
+                self._left = left - len(chunk)
+            if chunk:
+                self._buf = chunk
+                self._pos = 0
+                return True
+        return False
+
+    def _take(self, size: int) -> bytes:
+        buf, pos = self._buf, self._pos
+        end = pos + size
+        if pos == 0 and end >= len(buf):
+            # The common case (read() or read(big)): the chunk itself, not a copy.
+            self._buf = b""
+            return buf
+        self._pos = end
+        return buf[pos:end]
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            parts = [self._take(len(self._buf))] if self._pos < len(self._buf) else []
+            while self._more():
+                parts.append(self._take(len(self._buf)))
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        parts = []
+        want = size
+        while want > 0:
+            if self._pos >= len(self._buf) and not self._more():
+                break
+            piece = self._take(min(want, len(self._buf) - self._pos))
+            parts.append(piece)
+            want -= len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = -1 if size is None else size
+        parts: list[bytes] = []
+        got = 0
+        while limit < 0 or got < limit:
+            if self._pos >= len(self._buf) and not self._more():
+                break
+            buf, pos = self._buf, self._pos
+            end = buf.find(b"\n", pos) + 1 or len(buf)
+            if limit >= 0:
+                end = min(end, pos + limit - got)
+            piece = self._take(end - pos)
+            parts.append(piece)
+            got += len(piece)
+            if piece.endswith(b"\n"):
+                break
+        return b"".join(parts)
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        lines: list[bytes] = []
+        total = 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+
+def fetcher(loop: asyncio.AbstractEventLoop, receive: Any) -> Callable[[], Message]:
+    """A blocking receive() for the app's thread."""
+
+    def fetch() -> Message:
+        message: Message = asyncio.run_coroutine_threadsafe(receive(), loop).result()
+        return message
+
+    return fetch
+
+
+def _server(scope: Scope, host: str | None) -> tuple[str, str]:
+    server = scope.get("server")
+    if server and server[1] is not None:
+        return str(server[0]), str(server[1])
+    # A Unix socket (or no server in the scope): the Host header names the site.
+    scheme = scope.get("scheme", "http")
+    if host:
+        name, sep, port = host.rpartition(":")
+        # "[::1]:8000" has a port, "[::1]" and "::1" do not.
+        if sep and port.isdigit() and (name.endswith("]") or ":" not in name):
+            return name, port
+        return host, _DEFAULT_PORTS.get(scheme, "80")
+    return "localhost", _DEFAULT_PORTS.get(scheme, "80")
+
+
+def build_environ(
+    scope: Scope,
+    *,
+    fetch: Callable[[], Message],
+    errors: Any,
+    file_wrapper: Any,
+    multiprocess: bool,
+) -> dict[str, Any]:
+    """The PEP 3333 environ for an ASGI http scope; wsgi.input reads through fetch()."""
+    root_path: str = scope.get("root_path", "")
+    raw_root = root_path.encode("utf-8")
+    raw_path: bytes | None = scope.get("raw_path")
+    if raw_path is None:
+        raw_path = scope["path"].encode("utf-8")
+    if raw_root and raw_path.startswith(raw_root):
+        raw_path = raw_path[len(raw_root) :]
+    if raw_path.find(b"%") >= 0:
+        raw_path = unquote_to_bytes(raw_path)
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": raw_root.decode("latin-1"),
+        "PATH_INFO": raw_path.decode("latin-1"),
+        "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
+        "SERVER_PROTOCOL": "HTTP/" + scope.get("http_version", "1.1"),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        # Read by Werkzeug and Django: the body ends where the server says (chunked
+        # requests have no CONTENT_LENGTH), not at CONTENT_LENGTH only.
+        "wsgi.input_terminated": True,
+        "wsgi.errors": errors,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": multiprocess,
+        "wsgi.run_once": False,
+        "wsgi.file_wrapper": file_wrapper,
+    }
+    host = None
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").upper()
+        if "_" in name:
+            # X_Forwarded_For and X-Forwarded-For would both become
+            # HTTP_X_FORWARDED_FOR: drop the underscore form so a client cannot
+            # shadow a header a proxy set (gunicorn and nginx do the same).
+            continue
+        value = raw_value.decode("latin-1")
+        if name == "CONTENT-LENGTH":
+            key = "CONTENT_LENGTH"
+        elif name == "CONTENT-TYPE":
+            key = "CONTENT_TYPE"
+        else:
+            key = "HTTP_" + name.replace("-", "_")
+            if key == "HTTP_HOST":
+                host = value
+        if key in environ:
+            value = environ[key] + _JOIN.get(key, ",") + value
+        environ[key] = value
+    environ["SERVER_NAME"], environ["SERVER_PORT"] = _server(scope, host)
+    client = scope.get("client")
+    if client:
+        environ["REMOTE_ADDR"] = str(client[0])
+        environ["REMOTE_PORT"] = str(client[1])
+    environ["wsgi.input"] = _input(environ, scope, fetch)
+    return environ
+
+
+def _input(environ: dict[str, Any], scope: Scope, fetch: Callable[[], Message]) -> InputStream:
+    length = environ.get("CONTENT_LENGTH")
+    if length is not None:
+        try:
+            size = int(length)
+        except ValueError:
+            size = 0
+        return InputStream(fetch if size > 0 else None, size)
+    if "HTTP_TRANSFER_ENCODING" in environ or scope.get("http_version") not in ("1.0", "1.1"):
+        # Chunked, or HTTP/2 and later, where a body needs no Content-Length.
+        return InputStream(fetch, None)
+    # HTTP/1.x without either header has no body (RFC 9112 section 6.3): no hop.
+    return InputStream(None, 0)
+
+
+def default_errors() -> Any:
+    """wsgi.errors: the process's stderr, where pier's own log goes by default."""
+    return sys.stderr
