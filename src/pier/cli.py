@@ -23,7 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
 from pier import logging as pier_logging
-from pier.config import FILE_KEYS, Config, Option, options
+from pier.config import FILE_KEYS, Config, Option, bool_word, options
 from pier.errors import ConfigError, PierError
 
 __all__ = ["UsageError", "build_parser", "main", "parse_args", "print_config"]
@@ -148,6 +148,39 @@ def _reject_extras(parser: argparse.ArgumentParser, extras: Sequence[str]) -> No
         )
 
 
+def _flag_values(args: list[str]) -> list[str]:
+    """`--flag false`, `--flag=no` (uvicorn's syntax for some flags) as --no-flag.
+
+    A yes/no word right after an on/off flag is its value; anything else after it
+    (the app, another option) is left alone, so `--reload main:app` still works.
+    """
+    flags = {
+        option.cli_flags[0]: option.cli_flags
+        for option in options()
+        if option.kind == "flag"
+    }
+    out: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        index += 1
+        if arg == "--":
+            out.extend(args[index - 1 :])
+            break
+        flag, has_value, value = arg.partition("=")
+        if flag not in flags:
+            out.append(arg)
+            continue
+        if not has_value and index < len(args) and bool_word(args[index]) is not None:
+            value, has_value = args[index], "="
+            index += 1
+        meaning = bool_word(value) if has_value else True
+        if meaning is None:
+            raise UsageError(f"{flag} takes true or false (or no value), not {value!r}")
+        out.append(flags[flag][0 if meaning else 1])
+    return out
+
+
 def parse_args(
     argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None
 ) -> Config:
@@ -164,7 +197,7 @@ def _parse(
 ) -> tuple[Config, bool]:
     """parse_args, and whether --print-config was asked for (then the app may be missing)."""
     parser = build_parser()
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = _flag_values(list(sys.argv[1:] if argv is None else argv))
     namespace, extras = parser.parse_known_args(args)
     _reject_extras(parser, extras)
     given = vars(namespace)

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pier.errors import ConfigError
 
-__all__ = ["LOG_LEVELS", "Config", "Option", "load_env_file", "options"]
+__all__ = ["LOG_LEVELS", "Config", "Option", "bool_word", "load_env_file", "options"]
 
 LOG_LEVELS: dict[str, int] = {
     "critical": 50,
@@ -66,6 +66,12 @@ class _Invalid(ValueError):
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def bool_word(text: str) -> bool | None:
+    """True or False for a yes/no word (true, 0, off...), None for anything else."""
+    word = text.strip().lower()
+    return True if word in _TRUE else False if word in _FALSE else None
 
 
 def _parse_bool(value: object) -> bool:
@@ -308,6 +314,23 @@ def _parse_cert_reqs(value: object) -> str:
     raise _Invalid("one of none, optional, required (or 0, 1, 2 as in the ssl module)")
 
 
+# ssl.PROTOCOL_TLS (2) and PROTOCOL_TLS_SERVER (17) negotiate the highest version both
+# sides have; PROTOCOL_TLSv1_2 (5) pins TLS 1.2. TLS 1.0 (3) and 1.1 (4) are refused:
+# RFC 8996 deprecates them, and OpenSSL 3 no longer offers them at its default level.
+SSL_VERSIONS = {2: "TLS 1.2 and 1.3", 17: "TLS 1.2 and 1.3", 5: "TLS 1.2 only"}
+
+
+def _parse_ssl_version(value: object) -> int:
+    accepted = "2 or 17 (TLS 1.2 and 1.3) or 5 (TLS 1.2 only); pier does not serve TLS 1.0/1.1"
+    try:
+        number = _int_parser(0)(value)
+    except _Invalid:
+        raise _Invalid(accepted) from None
+    if number not in SSL_VERSIONS:
+        raise _Invalid(accepted)
+    return number
+
+
 OptionKind = Literal["positional", "value", "flag", "append"]
 
 
@@ -419,8 +442,19 @@ _OPTIONS: tuple[Option, ...] = (
          "connections, instead of all workers sharing one socket", SERVER, kind="flag"),
     _row("backlog", 2048, _int_parser(1),
          "listen() backlog: connections queued before accept", SERVER, metavar="INT"),
-    _row("loop", "auto", _parse_str, "event loop; auto uses uvloop when installed", SERVER,
-         choices=("auto", "asyncio", "uvloop")),
+    _row("loop", "auto", _parse_str,
+         "event loop; auto uses uvloop when installed (uvicorn's none and zuvloop are"
+         " taken as asyncio and auto, with a log line)", SERVER,
+         choices=("auto", "asyncio", "uvloop", "none", "zuvloop")),
+    # issue 9 (HTTP/2) wires auto and 2; h11/httptools/zttp are uvicorn's parser names.
+    _row("http", "auto", _parse_str,
+         "HTTP versions: auto (HTTP/1.1 today; HTTP/2 too once pier has it), 1 (HTTP/1.1"
+         " only), 2 (HTTP/2 only); uvicorn's h11, httptools and zttp mean 1, since pier"
+         " always parses HTTP/1.1 with llhttp", SERVER,
+         choices=("auto", "1", "2", "h11", "httptools", "zttp")),
+    _row("http2", False, _parse_bool,
+         "uvicorn's --http2: serve HTTP/2 besides HTTP/1.1 (pier's --http auto)", SERVER,
+         kind="flag"),
     _row("timeout_keep_alive", 5.0, _seconds_parser(positive=False),
          "seconds an idle keep-alive connection stays open (closed up to 0.25 s later)",
          SERVER, metavar="SECONDS"),
@@ -458,12 +492,17 @@ _OPTIONS: tuple[Option, ...] = (
     _row("root_path", "", _parse_root_path,
          "ASGI root_path: the prefix under which a proxy mounts the app, e.g. /api", APP,
          metavar="PATH"),
+    _row("reset_contextvars", False, _parse_bool,
+         "run each request's app task in a fresh contextvars.Context, so context variables"
+         " set at import or start-up are not seen by requests", APP, kind="flag"),
     _row("env_file", None, _optional(_parse_path),
          "KEY=VALUE file loaded into the environment before the app is imported "
          "(variables already set win)", APP, metavar="PATH"),
     # --- HTTP limits (each answers with the status in parentheses) ---------------------
     _row("limit_request_head_size", 65536, _int_parser(1),
          "bytes in the request line plus all headers (431)", LIMITS, metavar="BYTES"),
+    _row("h11_max_incomplete_event_size", None, _optional(_int_parser(1)),
+         "uvicorn's name for --limit-request-head-size", LIMITS, metavar="BYTES"),
     _row("limit_request_fields", 100, _int_parser(1), "number of request headers (431)",
          LIMITS, metavar="INT"),
     _row("limit_request_field_size", 8190, _int_parser(1),
@@ -511,10 +550,16 @@ _OPTIONS: tuple[Option, ...] = (
     _row("timeout_worker_healthcheck", 5.0, _seconds_parser(positive=True),
          "seconds a worker may leave its supervisor's health check unanswered (a blocked "
          "event loop) before it is killed and replaced", WORKERS, metavar="SECONDS"),
+    _row("timeout_notify", None, _optional(_seconds_parser(positive=True)),
+         "uvicorn's older name for --timeout-worker-healthcheck", WORKERS,
+         metavar="SECONDS"),
     # --- Reload (issue 5; pier.supervisor.reload) -------------------------------------
     _row("reload", False, _parse_bool,
          "restart the server when a watched file changes (development)", RELOAD,
          kind="flag"),
+    _row("reload_delay", None, _optional(_seconds_parser(positive=True)),
+         "seconds of quiet after a change before the restart (changes in between are one"
+         " restart)", RELOAD, metavar="SECONDS", default_text="0.05"),
     _row("reload_dirs", [], _parse_paths, "directory to watch; repeatable", RELOAD,
          kind="append", flag="--reload-dir", metavar="DIR",
          default_text="the current directory"),
@@ -538,6 +583,10 @@ _OPTIONS: tuple[Option, ...] = (
     _row("ssl_cert_reqs", "none", _parse_cert_reqs,
          "client certificates: none, optional (verified when sent) or required", TLS,
          metavar="{none,optional,required}"),
+    _row("ssl_version", None, _optional(_parse_ssl_version),
+         "TLS versions, as the ssl module's PROTOCOL_ number uvicorn takes: 2 or 17 (TLS"
+         " 1.2 and 1.3), 5 (TLS 1.2 only); 3 and 4 (TLS 1.0, 1.1) are refused", TLS,
+         metavar="INT", default_text="TLS 1.2 and 1.3"),
     _row("ssl_ciphers", None, _optional(_parse_str),
          "OpenSSL cipher list for TLS 1.2 and older", TLS, metavar="CIPHERS",
          default_text="OpenSSL's defaults"),
@@ -545,7 +594,7 @@ _OPTIONS: tuple[Option, ...] = (
     _row("ws", "auto", _parse_str,
          "WebSocket support: auto and websockets use the websockets library's protocol"
          " core; none answers upgrade requests as plain HTTP", "WebSocket",
-         choices=("auto", "none", "websockets")),
+         choices=("auto", "none", "websockets", "websockets-sansio", "wsproto")),
     _row("ws_max_size", 16 * 1024 * 1024, _int_parser(1),
          "largest incoming WebSocket message in bytes, after decompression; a larger"
          " one closes the connection with 1009", "WebSocket", metavar="BYTES",
@@ -719,6 +768,8 @@ class Config:
     fd: int | None
     backlog: int
     loop: str
+    http: str
+    http2: bool
     timeout_keep_alive: float
     timeout_graceful_shutdown: float
     timeout_request_header: float
@@ -727,6 +778,7 @@ class Config:
     date_header: bool
     headers: list[tuple[str, str]]
     factory: bool
+    reset_contextvars: bool
     interface: str
     wsgi_threads: int
     lifespan: str
@@ -734,6 +786,7 @@ class Config:
     root_path: str
     env_file: str | None
     limit_request_head_size: int
+    h11_max_incomplete_event_size: int | None
     limit_request_fields: int
     limit_request_field_size: int
     limit_request_line: int
@@ -758,7 +811,9 @@ class Config:
     limit_max_requests: int | None
     limit_max_requests_jitter: int
     timeout_worker_healthcheck: float
+    timeout_notify: float | None
     reload: bool
+    reload_delay: float | None
     reload_dirs: list[str]
     reload_includes: list[str]
     reload_excludes: list[str]
@@ -767,6 +822,7 @@ class Config:
     ssl_keyfile_password: str | None
     ssl_ca_certs: str | None
     ssl_cert_reqs: str
+    ssl_version: int | None
     ssl_ciphers: str | None
     # issue 12: operating in production
     config_file: str | None
@@ -780,6 +836,9 @@ class Config:
     ws_per_message_deflate: bool
     timeout_ws_handshake: float
 
+    notes: list[tuple[int, str]]
+    """(log level, line) the server logs at start-up: how an option from another server
+    is taken here (uvicorn's --http h11 ...), and ignored service-link variables."""
     given: frozenset[str]
     """Names of the options set explicitly (keyword, CLI, environment or file)."""
     sources: dict[str, str]
@@ -821,9 +880,13 @@ class Config:
         merged: dict[str, Any] = {}
         all_labels: dict[str, str] = dict(labels or {})
         sources: dict[str, str] = {}
+        notes: list[tuple[int, str]] = []
         for option in _OPTIONS:
             for variable in (option.env, *option.env_fallbacks):
                 if variable in env:
+                    if _SERVICE_LINK.match(env[variable]):
+                        notes.append((LOG_LEVELS["warning"], _service_link_note(variable, env)))
+                        continue
                     merged[option.name] = env[variable]
                     all_labels[option.name] = variable
                     sources[option.name] = variable
@@ -843,7 +906,7 @@ class Config:
                 " or app in the config file)"
             )
         config = cls.__new__(cls)
-        config._setup(merged, labels=all_labels, sources=sources)
+        config._setup(merged, labels=all_labels, sources=sources, notes=notes)
         return config
 
     @staticmethod
@@ -859,6 +922,7 @@ class Config:
         *,
         labels: Mapping[str, str],
         sources: Mapping[str, str],
+        notes: Iterable[tuple[int, str]] = (),
     ) -> None:
         self._check_unknown(values, "option")
         for option in _OPTIONS:
@@ -879,6 +943,8 @@ class Config:
         if self.uds is not None and self.fd is not None:
             raise ConfigError("--uds and --fd both given; choose one place to listen")
         self._check_listen_and_tls(labels)  # issue 5
+        self.notes = list(notes)
+        self._take_other_servers_options(labels)  # issue 11
         if isinstance(self.log_config, str) and not os.path.isfile(self.log_config):
             raise ConfigError(
                 f"log config file {self.log_config!r} does not exist; fix the --log-config path"
@@ -886,6 +952,57 @@ class Config:
         if self.env_file is not None:
             for key, value in load_env_file(self.env_file).items():
                 os.environ.setdefault(key, value)
+
+    def _take_other_servers_options(self, labels: Mapping[str, str]) -> None:
+        """uvicorn's spellings, done the pier way, each with one line saying how.
+
+        An implementation choice that does not apply here (a parser, a loop, a
+        WebSocket library) is taken as pier's own with an info line; an older name of a
+        pier option sets it; a setting pier cannot honour yet is refused, never dropped.
+        """
+
+        def name(option: str) -> str:
+            return labels.get(option) or _BY_NAME[option].cli_flags[0]
+
+        info = LOG_LEVELS["info"]
+        if self.http == "2" or self.http2:
+            flag = f"{name('http')} 2" if self.http == "2" else name("http2")
+            raise ConfigError(
+                f"{flag}: this pier serves HTTP/1.1 only (HTTP/2 is not in it yet);"
+                " use --http auto or --http 1"
+            )
+        if self.http in ("h11", "httptools", "zttp"):
+            self.notes.append((info, (
+                f"{name('http')} {self.http}: pier always parses HTTP/1.1 with llhttp"
+                " (httptools' parser); serving HTTP/1.1 only, as uvicorn would")))
+            self.http = "1"
+        if self.loop == "none":
+            self.notes.append((info, (
+                f"{name('loop')} none: pier uses asyncio's default event loop"
+                " (asyncio.new_event_loop, which honours an installed loop policy)")))
+            self.loop = "asyncio"
+        elif self.loop == "zuvloop":
+            self.notes.append((info, (
+                f"{name('loop')} zuvloop: pier has no zuvloop support; using uvloop"
+                " when installed, else asyncio (as --loop auto)")))
+            self.loop = "auto"
+        if self.ws in ("websockets-sansio", "wsproto"):
+            self.notes.append((info, (
+                f"{name('ws')} {self.ws}: pier always uses the websockets library's"
+                " sans-I/O protocol core; same protocol, same limits")))
+            self.ws = "websockets"
+        for old, new in (("h11_max_incomplete_event_size", "limit_request_head_size"),
+                         ("timeout_notify", "timeout_worker_healthcheck")):
+            value = getattr(self, old)
+            if value is None:
+                continue
+            if new in self.given and getattr(self, new) != value:
+                raise ConfigError(
+                    f"{name(old)} {value} and {name(new)} {getattr(self, new)} both given;"
+                    f" they are one setting in pier: keep {name(new)}"
+                )
+            setattr(self, new, value)
+            self.notes.append((info, f"{name(old)} {value}: pier's {_BY_NAME[new].cli_flags[0]}"))
 
     def _check_listen_and_tls(self, labels: Mapping[str, str]) -> None:
         """Combinations of the issue-5 options that cannot work, refused up front."""
@@ -910,7 +1027,7 @@ class Config:
                 " header comes before the TLS handshake); terminate TLS at the proxy"
             )
         if self.ssl_certfile is None:
-            for option in ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs"):
+            for option in ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs", "ssl_version"):
                 if getattr(self, option) is not None:
                     raise ConfigError(
                         f"{name(option)} given without --ssl-certfile; TLS needs a"
@@ -964,6 +1081,21 @@ def _under_file(
         merged["config_file"] = found.path
         sources["config_file"] = "found in the current directory"
     return merged
+
+
+# Docker links and Kubernetes services set <NAME>_PORT=tcp://10.0.0.1:80 (and more) in
+# every container, so a Service named "pier" would otherwise stop pier with "invalid port".
+_SERVICE_LINK = re.compile(r"(tcp|udp|sctp)://[^\s/]+:\d+/?\Z")
+
+
+def _service_link_note(variable: str, environ: Mapping[str, str]) -> str:
+    return (
+        f"ignoring {variable}={environ[variable]}: that is a service link, which Kubernetes"
+        f" (for a Service named {variable.rsplit('_', 1)[0].lower()!r})"
+        " or Docker links put in the environment, not a pier setting; set"
+        " enableServiceLinks: false in the pod spec, or give pier's option on the"
+        " command line"
+    )
 
 
 def _reject_misspelled_env(environ: Mapping[str, str]) -> None:

@@ -97,7 +97,7 @@ class H1Connection(FlowControl, asyncio.Protocol):
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         self.loop = ctx.loop
-        self._start_task = task_starter(ctx.loop)
+        self._start_task = task_starter(ctx.loop, fresh_context=ctx.reset_contextvars)
         self.parser = H1Parser(ctx.limits, self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.info: ConnectionInfo = None  # type: ignore[assignment]  # set by connection_made

@@ -38,6 +38,7 @@ class ServerContext:
     limit_concurrency: int | None = None
     proxy: TrustedHosts | None = None
     access_log: AccessLog | None = None
+    reset_contextvars: bool = False  # --reset-contextvars: app tasks get a fresh Context
     # "server: pier\r\ndate: ...\r\n" plus --header lines; refreshed once a second.
     default_headers: bytes = b""
     lifespan_state: dict[str, Any] = field(default_factory=dict)

@@ -219,6 +219,7 @@ class Server:
             limit_concurrency=config.limit_concurrency,
             proxy=proxy,
             access_log=access,
+            reset_contextvars=config.reset_contextvars,
         )
         # WebSocket (issue 3): with --ws none, ws_handler stays None and upgrade
         # requests are answered as plain HTTP.
@@ -424,6 +425,8 @@ def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
 def run_config(config: Any) -> int:
     """Serve until stopped; the process exit code (1 when start-up failed)."""
+    for level, note in getattr(config, "notes", ()):
+        logger.log(level, "%s", note)
     if config.workers > 1 or config.reload or config.limit_max_requests is not None:
         # issue 5: worker processes (and their replacement) belong to the supervisor.
         from pier.supervisor import run_supervised

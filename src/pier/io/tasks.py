@@ -7,14 +7,28 @@ the same way; on Python >= 3.12 they start eagerly.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import sys
 from collections.abc import Callable
 from typing import Any
 
 
-def task_starter(loop: asyncio.AbstractEventLoop) -> Callable[[Any], asyncio.Task[None]]:
-    """How to start the app's Task for a request on this loop."""
+def task_starter(
+    loop: asyncio.AbstractEventLoop, *, fresh_context: bool = False
+) -> Callable[[Any], asyncio.Task[None]]:
+    """How to start the app's Task for a request on this loop.
+
+    `fresh_context` (--reset-contextvars): each Task runs in an empty
+    contextvars.Context instead of a copy of the server's.
+    """
+    if fresh_context:
+        start = task_starter(loop)
+
+        def start_fresh(coro: Any) -> asyncio.Task[None]:
+            return contextvars.Context().run(start, coro)
+
+        return start_fresh
     if sys.version_info >= (3, 12):
         # Eager start runs the app up to its first real suspension right here, as a
         # proper Task (current_task(), timeouts and cancel scopes all work), saving a
@@ -23,6 +37,8 @@ def task_starter(loop: asyncio.AbstractEventLoop) -> Callable[[Any], asyncio.Tas
     return loop.create_task
 
 
-def start_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
+def start_task(
+    loop: asyncio.AbstractEventLoop, coro: Any, *, fresh_context: bool = False
+) -> asyncio.Task[None]:
     """One-off form of task_starter (per-session glue such as io/websocket.py)."""
-    return task_starter(loop)(coro)
+    return task_starter(loop, fresh_context=fresh_context)(coro)

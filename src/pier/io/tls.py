@@ -93,6 +93,8 @@ def create_ssl_context(config: Any) -> ServerSSLContext | None:
 
     context = ServerSSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if config.ssl_version == ssl.PROTOCOL_TLSv1_2:  # uvicorn's --ssl-version 5
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
     asked_for_password = False
 
     def give_password() -> bytes:

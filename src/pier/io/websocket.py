@@ -190,7 +190,8 @@ class WSProtocol(FlowControl, asyncio.Protocol):
         self._handshake_timer = self.loop.call_later(
             self.settings.handshake_timeout, self._on_handshake_timeout
         )
-        task = start_task(self.loop, run_websocket_app(ctx.app, session, self))
+        task = start_task(self.loop, run_websocket_app(ctx.app, session, self),
+                          fresh_context=ctx.reset_contextvars)
         if not task.done():
             ctx.tasks.add(task)
 

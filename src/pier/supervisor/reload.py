@@ -7,8 +7,9 @@ Rules:
    exclude glob (.*, *.py[cod], *~, __pycache__ plus --reload-exclude). A glob with a
    "/" is matched against the path relative to its root, from the right.
 2. The watcher only reports; the supervisor restarts (pier.supervisor.supervisor).
-3. Changes are grouped for STEP_MS of quiet (at most DEBOUNCE_MS), so saving ten files
-   at once is one restart, and a single save restarts well within a second.
+3. Changes are grouped for STEP_MS (or --reload-delay) of quiet, at most DEBOUNCE_MS, so
+   saving ten files at once is one restart, and a single save restarts well within a
+   second.
 """
 
 from __future__ import annotations
@@ -111,11 +112,13 @@ async def watch(
     awatch = _watchfiles().awatch
     dirs = watched_dirs(config)
     change_filter = ChangeFilter(dirs, config.reload_includes, config.reload_excludes)
+    # --reload-delay (uvicorn's name) sets the quiet period that groups changes.
+    step = STEP_MS if config.reload_delay is None else round(config.reload_delay * 1000)
     async for changes in awatch(
         *dirs,
         watch_filter=change_filter,
-        debounce=DEBOUNCE_MS,
-        step=STEP_MS,
+        debounce=max(DEBOUNCE_MS, step),
+        step=step,
         stop_event=stop,
     ):
         paths = sorted({path for _, path in changes})
