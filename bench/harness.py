@@ -552,6 +552,7 @@ def run_once(spec: ServerSpec, scenario: Scenario, settings: Settings, round_: i
         keep_alive=120 if idle else None,
         max_connections=settings.idle_count + 100 if idle else None,
         access_log=scenario.access_log,
+        interface=scenario.interface,
     )
     began = time.monotonic()
     stem = f"{scenario.key}-{spec.name}-r{round_ + 1}"

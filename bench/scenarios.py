@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from bench.apps._document import DOCUMENT
 from bench.apps.fastapi_body import SAMPLE_BODY
 from bench.apps.hello import BODY as HELLO_BODY
-from bench.apps.starlette_json import DOCUMENT
 from bench.apps.stream import TOTAL as STREAM_TOTAL
 from bench.loadgen import (
     HOST,
@@ -60,6 +60,8 @@ class Scenario:
     connections: int = 64
     unit: str = "req/s"
     access_log: bool = False
+    # "wsgi": the app is a PEP 3333 app, served through each server's WSGI support.
+    interface: str = "asgi"
 
 
 def _exchange(
@@ -287,6 +289,27 @@ SCENARIOS: tuple[Scenario, ...] = (
         app="bench.apps.stream:app",
         kind="wrk",
         check=check_stream,
+    ),
+    Scenario(
+        key="wsgi_hello",
+        title="WSGI plain-text hello, keep-alive",
+        measures="hello as a WSGI app (PEP 3333): the server's WSGI path, threads and "
+        "bridge included; 10 app threads where the server takes a count",
+        app="bench.apps.wsgi_hello:app",
+        kind="wrk",
+        check=check_hello,
+        interface="wsgi",
+    ),
+    Scenario(
+        key="flask_json",
+        title="Flask JSON route (WSGI)",
+        measures="a Flask route returning the starlette_json document (Werkzeug request "
+        "and response objects over WSGI)",
+        app="bench.apps.flask_json:app",
+        kind="wrk",
+        path="/json",
+        check=check_json,
+        interface="wsgi",
     ),
     Scenario(
         key="new_connection",

@@ -38,6 +38,14 @@ class Launch:
     max_connections: int | None = None
     # One line per request to the server's stdout, in the server's default format.
     access_log: bool = False
+    # The app's interface: "asgi", or "wsgi" (a PEP 3333 app, served by each server's
+    # own WSGI support with WSGI_THREADS threads where it has a thread count).
+    interface: str = "asgi"
+
+
+# Threads per worker for WSGI apps: pier's default (--wsgi-threads), given to every
+# server that has a thread-count knob so that none runs with more or fewer.
+WSGI_THREADS = 10
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,8 @@ def _uvicorn_style_logging(launch: Launch) -> list[str]:
 def _pier_command(launch: Launch) -> list[str]:
     command = [*_python(), "-m", "pier", launch.app, "--host", HOST, "--port", str(launch.port)]
     command += _uvicorn_style_logging(launch)
+    if launch.interface == "wsgi":
+        command += ["--interface", "wsgi", "--wsgi-threads", str(WSGI_THREADS)]
     if launch.keep_alive is not None:
         command += ["--timeout-keep-alive", str(launch.keep_alive)]
     return command
@@ -95,6 +105,9 @@ def _uvicorn_command(launch: Launch) -> list[str]:
     command = [*_python(), "-m", "uvicorn", launch.app, "--host", HOST, "--port", str(launch.port)]
     command += _flags("--loop uvloop --http httptools")
     command += _uvicorn_style_logging(launch)
+    if launch.interface == "wsgi":
+        # uvicorn's own (deprecated) WSGI middleware; its thread pool has no option.
+        command += ["--interface", "wsgi"]
     if launch.keep_alive is not None:
         command += ["--timeout-keep-alive", str(launch.keep_alive)]
     return command
@@ -102,7 +115,10 @@ def _uvicorn_command(launch: Launch) -> list[str]:
 
 def _granian_command(launch: Launch) -> list[str]:
     command = [*_python(), "-m", "granian", "--host", HOST, "--port", str(launch.port)]
-    command += _flags("--interface asgi --workers 1 --runtime-threads 1 --loop uvloop")
+    if launch.interface == "wsgi":
+        command += _flags(f"--interface wsgi --workers 1 --blocking-threads {WSGI_THREADS}")
+    else:
+        command += _flags("--interface asgi --workers 1 --runtime-threads 1 --loop uvloop")
     if launch.access_log:
         command += _flags("--access-log --log-level info")
     else:
@@ -121,9 +137,17 @@ def _granian_command(launch: Launch) -> list[str]:
 def _gunicorn_command(launch: Launch) -> list[str]:
     command = [*_python(), "-m", "gunicorn", launch.app, "--bind", f"{HOST}:{launch.port}"]
     # No control socket: it is a second listener in $HOME that runs would share.
-    command += _flags(
-        "--workers 1 --worker-class asgi --asgi-loop uvloop --http-parser fast --no-control-socket"
-    )
+    if launch.interface == "wsgi":
+        # gunicorn's threaded WSGI worker, the one for apps that wait on I/O.
+        command += _flags(
+            f"--workers 1 --worker-class gthread --threads {WSGI_THREADS}"
+            " --http-parser fast --no-control-socket"
+        )
+    else:
+        command += _flags(
+            "--workers 1 --worker-class asgi --asgi-loop uvloop --http-parser fast"
+            " --no-control-socket"
+        )
     if launch.access_log:
         command += _flags("--access-logfile - --log-level info")
     else:

@@ -7,12 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-DOCUMENT = {
-    "message": "Hello, world!",
-    "id": 12345,
-    "tags": ["asgi", "benchmark", "json"],
-    "ok": True,
-}
+from bench.apps._document import DOCUMENT
 
 
 async def json_endpoint(request: Request) -> JSONResponse:
