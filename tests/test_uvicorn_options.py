@@ -38,7 +38,7 @@ NEEDS = {"--ssl-keyfile": ["--ssl-certfile", "c.pem"],
          "--ssl-version": ["--ssl-certfile", "c.pem"],
          "--ssl-ca-certs": ["--ssl-certfile", "c.pem"]}
 # Refused, saying why, until that part of pier lands: (option, value) -> the reason named.
-PENDING = {("--http2", None): "HTTP/2", ("--interface", "wsgi"): "wsgi"}
+PENDING = {("--http2", None): "HTTP/2"}
 
 
 def uvicorn_options() -> list[tuple[str, str | None, list[str | None]]]:
