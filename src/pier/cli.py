@@ -9,7 +9,7 @@ Rules:
    PierError at start-up, otherwise whatever `run_config` returns. A user-caused error
    is one "pier: error: ..." line on stderr, never a traceback.
 4. Nothing is started here: `main` builds the Config, configures logging and hands
-   over to pier.io.server.run_config.
+   over to pier.serve.run_config.
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         pier_logging.configure(config)
         # Imported late so that --help, --version and usage errors never pay for
         # (or trip over) the event loop and server machinery.
-        from pier.io.server import run_config
+        from pier.serve import run_config
 
         code = run_config(config)
     except PierError as exc:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pier.addresses import BIND_FORMATS, parse_bind
 from pier.errors import ConfigError
 
 __all__ = ["LOG_LEVELS", "Config", "Option", "bool_word", "load_env_file", "options"]
@@ -277,8 +278,6 @@ def _string_list(value: object, accepted: str) -> list[str]:
 
 
 def _parse_bind(value: object) -> list[str]:
-    from pier.io.sockets import BIND_FORMATS, parse_bind
-
     items = _string_list(value, f"a list of addresses: {BIND_FORMATS}")
     for item in items:
         try:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 
 from pier.proto.events import BadRequest, Body, EndOfMessage, EventRecorder, Request, Upgrade
-from pier.proto.h1 import AppResponseError, H1Parser, ResponseFramer
+from pier.proto.h1 import H1Parser, ResponseFramer
+from pier.proto.headers import AppResponseError
 from pier.proto.limits import Limits
 
 

@@ -16,10 +16,12 @@ import hashlib
 import os
 import struct
 import zlib
+from typing import Any
 
 import pytest
 
 from pier.proto.events import Request
+from pier.proto.h1 import switching_protocols
 from pier.proto.ws import (
     CloseReceived,
     Failed,
@@ -27,14 +29,24 @@ from pier.proto.ws import (
     Message,
     Ping,
     Pong,
+    ServerHandshake,
     WSConnection,
     WSEvent,
-    accept_response,
+    accept_headers,
     check_close,
     negotiate,
 )
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="  # the sample nonce of RFC 6455 section 1.3
+
+
+def accept_response(
+    handshake: ServerHandshake, *, subprotocol: str | None, headers: Any,
+    default_headers: bytes,
+) -> bytes:
+    """The whole HTTP/1.1 101 answer, as the HTTP/1.1 glue writes it."""
+    fields = accept_headers(handshake, subprotocol=subprotocol, headers=headers)
+    return switching_protocols(handshake.accept_key, fields, default_headers)
 
 
 def request(

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from pier.addresses import Address, parse_bind
 from pier.cli import parse_args
 from pier.config import Config
 from pier.errors import ConfigError
-from pier.io.sockets import Address, parse_bind
 from pier.supervisor.reload import ChangeFilter
 
 

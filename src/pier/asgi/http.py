@@ -1,33 +1,48 @@
 """One HTTP request-response cycle as the ASGI app sees it (ASGI HTTP spec 2.4).
 
 Rules:
-1. This module knows ASGI messages, not bytes: it talks to a `ResponseStream` (the
-   protocol glue for one HTTP version) and never imports a protocol module, so one
-   adapter serves HTTP/1.1 and later HTTP/2 alike.
+1. This module knows ASGI messages, not bytes: it talks to a `ResponseStream`
+   (asgi/stream.py: the protocol glue for one HTTP version) and never imports a
+   protocol's framing, so one adapter serves HTTP/1.1 and HTTP/2 alike.
 2. The response is a state machine (`Phase`): a message the current phase does not
    accept is an `ASGIProtocolError` naming the phase, what it expects and what came.
-3. Request bodies are streamed: the glue feeds chunks in (`feed_body`), `receive()`
+   Only this class changes its phase and status; the glue and the lifecycle
+   (io/lifecycle.py) call its methods (`abort`, `answer_plainly`, `fail`).
+3. The phase advances only after the stream accepted what was sent (it validates
+   before writing). A send() that raises `ASGIProtocolError` fails the response at
+   once (`fail`: 500 if nothing was sent, else the stream is aborted) and records the
+   error; the lifecycle logs it once when the app returns, whether the app let it
+   propagate or caught it. Later sends raise again; receive() returns http.disconnect.
+4. Request bodies are streamed: the glue feeds chunks in (`feed_body`), `receive()`
    hands out everything buffered so far in one message and asks the glue to read more
    only when the app has taken what was there (flow control).
-4. `run_app` is the one place that turns what an app does wrong (raises, returns a
-   non-awaitable, returns without answering) into a 500 or a closed connection plus
-   one error log line that says what ASGI expected.
+5. receive() after http.disconnect returns http.disconnect again: the spec sends it
+   "if receive is called after a response has been sent", however often that is, and
+   apps (a disconnect listener beside a streaming response) rely on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import logging
-from typing import Any, Protocol
+import os
+from typing import Any
 
+from pier.asgi.stream import ResponseStream
 from pier.asgi.wakeup import Wakeup
-from pier.logging import escape
-from pier.types import ASGIApp, Message, Scope
+from pier.proto.headers import AppResponseError
+from pier.types import Message, Scope
 
-logger = logging.getLogger("pier.error")
+__all__ = [
+    "ASGIProtocolError",
+    "ClientDisconnected",
+    "HTTPCycle",
+    "Phase",
+    "ResponseStream",
+]
 
-__all__ = ["ASGIProtocolError", "ClientDisconnected", "HTTPCycle", "Phase", "run_app"]
+# Bytes read from a file per body piece for http.response.pathsend.
+FILE_CHUNK = 256 * 1024
 
 
 class ClientDisconnected(OSError):
@@ -43,7 +58,7 @@ class Phase(enum.IntEnum):
     BODY_FIRST = 1  # start received; expects the first body (or pathsend)
     BODY = 2  # streaming; expects http.response.body
     TRAILERS = 3  # body done; expects http.response.trailers
-    DONE = 4  # response complete: nothing more may be sent
+    DONE = 4  # response complete, answered by the server, or failed: nothing more
 
 
 _EXPECTS = {
@@ -64,26 +79,6 @@ _TRAILERS = Phase.TRAILERS
 _DONE = Phase.DONE
 
 
-class ResponseStream(Protocol):
-    """What the protocol glue provides to one cycle."""
-
-    write_paused: bool
-
-    def start_response(
-        self, cycle: HTTPCycle, status: int, headers: Any, body: bytes, more_body: bool
-    ) -> None: ...
-    def send_body(self, cycle: HTTPCycle, body: bytes, more_body: bool) -> None: ...
-    def send_trailers(self, cycle: HTTPCycle, headers: Any, more: bool) -> None: ...
-    async def send_file(self, cycle: HTTPCycle, status: int, headers: Any, path: str) -> None: ...
-    def send_continue(self, cycle: HTTPCycle) -> None: ...
-    def want_body(self, cycle: HTTPCycle) -> None: ...
-    def response_done(self, cycle: HTTPCycle) -> None: ...
-    async def drain(self) -> None: ...
-
-
-_DISCONNECT: Message = {"type": "http.disconnect"}
-
-
 class HTTPCycle(Wakeup):
     """State of one request and its response, and the receive/send pair given to the app."""
 
@@ -93,10 +88,13 @@ class HTTPCycle(Wakeup):
         "_buffered",
         "_continue_pending",
         "_more_body",
+        "_trailer_fields",
         "disconnected",
+        "error",
         "headers",
         "phase",
         "scope",
+        "sent",
         "started_at",
         "status",
         "stream",
@@ -116,7 +114,11 @@ class HTTPCycle(Wakeup):
         self.trailers = False
         self.disconnected = False
         self.started_at = 0.0
-        # The Task running the app for this cycle, set by the glue that starts it.
+        # Response body bytes the stream accepted (the access log's size).
+        self.sent = 0
+        # The first ASGIProtocolError send() raised, kept for the lifecycle's log line.
+        self.error: ASGIProtocolError | None = None
+        # The Task running the app for this cycle, set by the lifecycle that starts it.
         self.task: asyncio.Task[None] | None = None
         # Request body chunks received and not yet handed to the app.
         self._body: list[bytes] = []
@@ -127,6 +129,7 @@ class HTTPCycle(Wakeup):
         self._continue_pending = False
         self._waiter: asyncio.Future[None] | None = None
         self._body_delivered = False
+        self._trailer_fields: list[Any] | None = None
 
     def expect_body(self, expect_continue: bool) -> None:
         """The request has a body (Content-Length > 0 or chunked) still to arrive."""
@@ -138,6 +141,11 @@ class HTTPCycle(Wakeup):
     @property
     def buffered(self) -> int:
         return self._buffered
+
+    @property
+    def continue_pending(self) -> bool:
+        """The client waits for 100 Continue and the app never asked for the body."""
+        return self._continue_pending
 
     def feed_body(self, data: bytes) -> None:
         if self.phase is _DONE:
@@ -154,6 +162,46 @@ class HTTPCycle(Wakeup):
     def feed_disconnect(self) -> None:
         self.disconnected = True
         self._wake()
+
+    def abort(self) -> None:
+        """The glue gave up on this request (its body was refused): nothing more is sent."""
+        self.disconnected = True
+        self.phase = _DONE
+        self._wake()
+
+    # The lifecycle's answers -----------------------------------------------------------
+
+    def answer_plainly(self, status: int, text: str) -> None:
+        """The server answers this request itself (503, 500); nothing of the app's is sent."""
+        self.phase = _DONE
+        self.status = status
+        self.stream.send_error(self, status, text)
+        self._wake()
+
+    def fail(self) -> None:
+        """The app broke its response: 500 if nothing was sent, else abort the stream.
+
+        The one failure policy, for every protocol. A response already complete is
+        left alone: nothing is owed on the wire (the connection may be serving the
+        next request by now).
+        """
+        phase = self.phase
+        if phase is _DONE:
+            return
+        if phase is _START or phase is _BODY_FIRST:
+            self.answer_plainly(500, "Internal Server Error")
+        else:
+            self.phase = _DONE
+            self.stream.abort(self)
+            self._wake()
+
+    def _broken(self, text: str) -> ASGIProtocolError:
+        """An error for the app's send(); the response fails with it (rule 3)."""
+        error = ASGIProtocolError(text)
+        if self.error is None:
+            self.error = error
+        self.fail()
+        return error
 
     # The app's receive() ---------------------------------------------------------------
 
@@ -176,7 +224,7 @@ class HTTPCycle(Wakeup):
             if self._continue_pending:
                 self._continue_pending = False
                 if self.phase is _START:
-                    self.stream.send_continue(self)
+                    self.stream.send_interim(self, 100, ())
             self.stream.want_body(self)
             await self._wait()
         # After the body: http.disconnect once the response is sent or the client left.
@@ -188,11 +236,11 @@ class HTTPCycle(Wakeup):
 
     async def send(self, message: Message) -> None:
         if self.disconnected:
-            raise ClientDisconnected("the client closed the connection")
+            raise self._gone()
         try:
             kind = message["type"]
         except (KeyError, TypeError):
-            raise ASGIProtocolError(
+            raise self._broken(
                 f"send() takes a message dict with a 'type' key, got {message!r}"
             ) from None
         phase = self.phase
@@ -202,20 +250,30 @@ class HTTPCycle(Wakeup):
                 body = message.get("body", b"")
                 more = message.get("more_body", False)
                 if type(body) is not bytes:
-                    _check_body(body)
+                    self._check_body(body)
+                try:
+                    stream.send_head(
+                        self, self.status, self.headers, body, more, None if more else len(body)
+                    )
+                except AppResponseError as exc:
+                    raise self._broken(str(exc)) from None
+                self.sent = len(body)
                 if more:
                     self.phase = _BODY
                 else:
                     self.phase = _TRAILERS if self.trailers else _DONE
-                stream.start_response(self, self.status, self.headers, body, more)
             elif phase is _BODY:
                 body = message.get("body", b"")
                 more = message.get("more_body", False)
                 if type(body) is not bytes:
-                    _check_body(body)
+                    self._check_body(body)
+                try:
+                    stream.send_data(self, body, more)
+                except AppResponseError as exc:
+                    raise self._broken(str(exc)) from None
+                self.sent += len(body)
                 if not more:
                     self.phase = _TRAILERS if self.trailers else _DONE
-                stream.send_body(self, body, more)
             else:
                 raise self._unexpected(kind)
         elif kind == "http.response.start":
@@ -224,7 +282,7 @@ class HTTPCycle(Wakeup):
             try:
                 self.status = message["status"]
             except KeyError:
-                raise ASGIProtocolError(
+                raise self._broken(
                     "http.response.start needs a 'status' key (an int such as 200)"
                 ) from None
             self.headers = message.get("headers", ())
@@ -233,20 +291,30 @@ class HTTPCycle(Wakeup):
         elif kind == "http.response.trailers":
             if phase is not _TRAILERS:
                 raise self._unexpected(kind)
-            more = bool(message.get("more_trailers", False))
-            if not more:
-                self.phase = _DONE
-            stream.send_trailers(self, message.get("headers", ()), more)
+            fields = self._trailer_fields
+            if fields is None:
+                fields = self._trailer_fields = []
+            try:
+                fields.extend(message.get("headers", ()))
+            except TypeError:
+                raise self._broken(
+                    "http.response.trailers 'headers' must be an iterable of [name, value]"
+                    " byte pairs"
+                ) from None
+            if message.get("more_trailers", False):
+                return
+            try:
+                stream.send_trailers(self, fields)
+            except AppResponseError as exc:
+                raise self._broken(str(exc)) from None
+            self.phase = _DONE
         elif kind == "http.response.pathsend":
             if phase is not _BODY_FIRST:
                 raise self._unexpected(kind)
             path = message.get("path")
             if not isinstance(path, str):
-                raise ASGIProtocolError(
-                    f"http.response.pathsend needs a 'path' str, got {path!r}"
-                )
-            self.phase = self._after_body()
-            await stream.send_file(self, self.status, self.headers, path)
+                raise self._broken(f"http.response.pathsend needs a 'path' str, got {path!r}")
+            await self._send_file(path)
         else:
             raise self._unexpected(kind)
         if self.phase is _DONE:
@@ -256,108 +324,66 @@ class HTTPCycle(Wakeup):
         elif stream.write_paused:
             await stream.drain()
             if self.disconnected:
-                raise ClientDisconnected("the client closed the connection")
+                raise self._gone()
 
-    def _after_body(self) -> Phase:
-        return _TRAILERS if self.trailers else _DONE
+    async def _send_file(self, path: str) -> None:
+        """http.response.pathsend: the file's bytes as the body, with its length."""
+        try:
+            file = open(path, "rb")  # noqa: SIM115, ASYNC230 - closed below; local file reads do not block for long
+        except OSError as exc:
+            raise self._broken(
+                f"http.response.pathsend could not open {path!r}: {exc.strerror}"
+            ) from None
+        stream = self.stream
+        with file:
+            size = os.fstat(file.fileno()).st_size
+            try:
+                has_body = stream.send_head(self, self.status, self.headers, b"", True, size)
+                self.phase = _BODY
+                more = has_body
+                while more:
+                    chunk = file.read(FILE_CHUNK)
+                    more = len(chunk) == FILE_CHUNK
+                    stream.send_data(self, chunk, more)
+                    self.sent += len(chunk)
+                    if more and stream.write_paused:
+                        await stream.drain()
+                        if self.disconnected:
+                            raise self._gone()
+                if not has_body:
+                    stream.send_data(self, b"", False)
+            except AppResponseError as exc:
+                raise self._broken(str(exc)) from None
+        self.phase = _TRAILERS if self.trailers else _DONE
+
+    def _check_body(self, body: object) -> None:
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            raise self._broken(
+                f"http.response.body 'body' must be bytes, got {type(body).__name__}"
+            )
+
+    def _gone(self) -> Exception:
+        error = self.error
+        if error is not None:
+            # The app carries on after its response failed (rule 3).
+            return ASGIProtocolError(f"send() after an earlier error: {error}")
+        return ClientDisconnected("the client closed the connection")
 
     def _unexpected(self, kind: object) -> ASGIProtocolError:
-        return ASGIProtocolError(
-            f"unexpected ASGI message {kind!r} sent; the response expects"
-            f" {_EXPECTS[self.phase]}"
+        phase = self.phase
+        if phase is _DONE and self.error is not None:
+            return ASGIProtocolError(
+                f"unexpected ASGI message {kind!r} sent after an earlier error: {self.error}"
+            )
+        return self._broken(
+            f"unexpected ASGI message {kind!r} sent; the response expects {_EXPECTS[phase]}"
         )
 
     @property
     def response_started(self) -> bool:
+        """Has part of the response gone to the stream (so a 500 is no longer possible)?"""
         return self.phase > _BODY_FIRST
 
     @property
     def response_complete(self) -> bool:
         return self.phase is _DONE
-
-
-def _check_body(body: object) -> None:
-    if type(body) is not bytes and not isinstance(body, (bytes, bytearray, memoryview)):
-        raise ASGIProtocolError(
-            f"http.response.body 'body' must be bytes, got {type(body).__name__}"
-        )
-
-
-class AppFailureSink(Protocol):
-    """How run_app reports a broken app back to the glue."""
-
-    def app_failed(self, cycle: HTTPCycle) -> None: ...
-    def cycle_finished(self, cycle: HTTPCycle) -> None: ...
-
-
-async def run_app(app: ASGIApp, cycle: HTTPCycle, sink: AppFailureSink) -> None:
-    """Call the app for one cycle; turn every way it can fail into a clear log and answer."""
-    scope = cycle.scope
-    try:
-        awaitable: Any = app(scope, cycle.receive, cycle.send)
-        try:
-            result = await awaitable
-        except TypeError as exc:
-            if hasattr(awaitable, "__await__"):
-                raise
-            logger.error(
-                "The ASGI app returned %s instead of an awaitable for %s %s: an ASGI3 app"
-                " is `async def app(scope, receive, send)`, or returns a coroutine when"
-                " called with those three arguments (an ASGI2 app needs --interface asgi2)",
-                type(awaitable).__name__,
-                scope["method"],
-                escape(scope["path"]),
-            )
-            del exc
-            sink.app_failed(cycle)
-            return
-        if result is not None:
-            logger.warning(
-                "The ASGI app returned %r for %s %s; ASGI apps should return None",
-                result,
-                scope["method"],
-                escape(scope["path"]),
-            )
-    except ClientDisconnected:
-        pass  # the client left while the app was sending; nothing is owed to anyone
-    except ASGIProtocolError as exc:
-        logger.error(
-            "ASGI protocol error in %s %s: %s", scope["method"], escape(scope["path"]), exc
-        )
-        sink.app_failed(cycle)
-        return
-    except asyncio.CancelledError:
-        sink.app_failed(cycle)
-        raise
-    except BaseException as exc:
-        if not cycle.disconnected:
-            logger.error(
-                "Exception in ASGI application for %s %s",
-                scope["method"],
-                escape(scope["path"]),
-                exc_info=exc,
-            )
-        sink.app_failed(cycle)
-        if not isinstance(exc, Exception):
-            raise
-        return
-    else:
-        if cycle.phase is not _DONE and not cycle.disconnected:
-            if cycle.phase is _START or cycle.phase is _BODY_FIRST:
-                logger.error(
-                    "The ASGI app returned without sending a response for %s %s"
-                    " (expected 'http.response.start' then 'http.response.body')",
-                    scope["method"],
-                    escape(scope["path"]),
-                )
-            else:
-                logger.error(
-                    "The ASGI app returned before finishing its response for %s %s"
-                    " (the last 'http.response.body' must have more_body=False)",
-                    scope["method"],
-                    escape(scope["path"]),
-                )
-            sink.app_failed(cycle)
-            return
-    finally:
-        sink.cycle_finished(cycle)

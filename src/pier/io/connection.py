@@ -2,8 +2,11 @@
 
 Rules:
 1. This is the only place where an HTTP/1.1 connection meets asyncio. Parsing and
-   framing live in proto/h1.py; ASGI semantics in asgi/http.py. The class here routes
-   events, owns the transport, and applies flow control and timeouts.
+   framing live in proto/h1.py; ASGI semantics in asgi/http.py; what every protocol
+   does with a request (start the app, 503, the failure policy, the access log) in
+   io/lifecycle.py. The class here routes events, owns the transport, applies flow
+   control and timeouts, and is the `ResponseStream` (asgi/stream.py) of the request
+   being answered.
 2. Requests are answered in order (RFC 9112 section 9.3.2): one cycle is active at a
    time; pipelined requests wait in `_queue` with their bodies buffered, and reading
    pauses when the queue or a body buffer grows past its mark.
@@ -12,7 +15,7 @@ Rules:
    behind.
 4. Anything the client does wrong ends with a status (400/408/413/414/431) and a
    closed connection; anything the app does wrong, with a 500 or a closed connection
-   (see asgi/http.py run_app). Neither stops the server.
+   (io/lifecycle.py run_app). Neither stops the server.
 """
 
 from __future__ import annotations
@@ -20,21 +23,30 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import os
 from collections import deque
-from time import perf_counter
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from pier.asgi.http import ASGIProtocolError, HTTPCycle, Phase, run_app
+from pier.asgi.http import HTTPCycle
 from pier.asgi.proxy import apply_proxy_headers
 from pier.asgi.scope import ConnectionInfo, http_scope
 from pier.io.context import ServerContext
 from pier.io.deadlines import NEVER
 from pier.io.flow import FlowControl
-from pier.io.tasks import task_starter
+from pier.io.lifecycle import log_response, start_request
 from pier.io.tls import tls_extension
 from pier.proto.events import BadRequest, Request
-from pier.proto.h1 import AppResponseError, H1Parser, ResponseFramer, plain_response
+from pier.proto.h1 import (
+    H1Parser,
+    ResponseFramer,
+    plain_response,
+    status_line,
+    switching_protocols,
+)
+from pier.proto.headers import validate_headers
+
+if TYPE_CHECKING:
+    # Only a type: the websockets library stays unimported with --ws none.
+    from pier.proto.ws import ServerHandshake
 
 logger = logging.getLogger("pier.error")
 
@@ -44,7 +56,6 @@ BODY_HIGH_WATER = 256 * 1024
 PIPELINE_DEPTH = 16
 # Write buffer marks for the transport: send() waits above the high mark.
 WRITE_HIGH_WATER = 256 * 1024
-FILE_CHUNK = 256 * 1024
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -63,11 +74,11 @@ _IDLE = Wait.IDLE
 _HEAD = Wait.HEAD
 
 
-# What the framing and the access log need of a request, kept from its head until its
-# response is done: (method, http_version, keep_alive, accepts_trailers, has_body,
-# query_string). A tuple, because it is built per request (a slotted record costs ~2k
-# instructions more, see docs/performance.md).
-_Head = tuple[str, str, bool, bool, bool, bytes]
+# What the framing needs of a request, kept from its head until its response is done:
+# (method, http_version, keep_alive, accepts_trailers, has_body). A tuple, because it
+# is built per request (a slotted record costs ~2k instructions more, see
+# docs/performance.md).
+_Head = tuple[str, str, bool, bool, bool]
 
 
 class H1Connection(FlowControl, asyncio.Protocol):
@@ -80,9 +91,6 @@ class H1Connection(FlowControl, asyncio.Protocol):
         "_queue",
         "_reading",
         "_response_framer",
-        "_sent",
-        "_start_task",
-        "_trailers",
         "_upgrade_request",
         "_wait",
         "closed",
@@ -97,7 +105,6 @@ class H1Connection(FlowControl, asyncio.Protocol):
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         self.loop = ctx.loop
-        self._start_task = task_starter(ctx.loop, fresh_context=ctx.reset_contextvars)
         self.parser = H1Parser(ctx.limits, self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.info: ConnectionInfo = None  # type: ignore[assignment]  # set by connection_made
@@ -115,8 +122,6 @@ class H1Connection(FlowControl, asyncio.Protocol):
         self._framer: ResponseFramer | None = None
         self._response_framer = ResponseFramer()
         self._head_sent = False
-        self._sent = 0
-        self._trailers: list[Any] = []
         self._pending_refusal: BadRequest | None = None
         self._upgrade_request: Request | None = None
         # Loop time by which the client must act (NEVER while the app has the floor);
@@ -211,7 +216,7 @@ class H1Connection(FlowControl, asyncio.Protocol):
         if has_body:
             cycle.expect_body(expect_continue)
         self._reading = cycle
-        head = (method, http_version, keep_alive, accepts_trailers, has_body, query_string)
+        head = (method, http_version, keep_alive, accepts_trailers, has_body)
         if self._active is None:
             self._start(cycle, head)
         else:
@@ -233,25 +238,13 @@ class H1Connection(FlowControl, asyncio.Protocol):
             cycle.feed_end()
 
     def _start(self, cycle: HTTPCycle, head: _Head) -> None:
-        ctx = self.ctx
         self._active = cycle
         self._active_head = head
         self._wait = _NOTHING
         self.deadline = NEVER
         self._framer = None
         self._head_sent = False
-        self._sent = 0
-        ctx.total_requests += 1
-        if ctx.access_log is not None:
-            cycle.started_at = perf_counter()
-        if ctx.limit_concurrency is not None and ctx.over_capacity():
-            ctx.warn_over_capacity()
-            self._answer_plain(cycle, 503, "Service Unavailable: too many concurrent requests")
-            return
-        task = self._start_task(run_app(ctx.app, cycle, self))
-        if not task.done():  # an eagerly started app may already have finished
-            cycle.task = task
-            ctx.tasks.add(task)
+        start_request(self.ctx, cycle)
 
     def on_upgrade(self, data: bytes) -> None:
         request = self._upgrade_request
@@ -280,7 +273,13 @@ class H1Connection(FlowControl, asyncio.Protocol):
         self.ctx.connections.discard(self)
         self.closed = True
         self.parser.close()
-        handler(transport=self.transport, request=request, info=self.info, data=data)
+        handler(
+            transport=self.transport,
+            request=request,
+            info=self.info,
+            data=data,
+            answer=H1Handshake(self.ctx, self.transport, request),
+        )
 
     def on_bad_request(self, refusal: BadRequest) -> None:
         logger.info(
@@ -295,8 +294,7 @@ class H1Connection(FlowControl, asyncio.Protocol):
             # The app sees a disconnect; the client gets the refusal if nothing of the
             # response was sent yet.
             self._reading = None
-            active.feed_disconnect()
-            active.phase = Phase.DONE
+            active.abort()
             self._active = None
             if self._head_sent:
                 self._close()
@@ -337,101 +335,83 @@ class H1Connection(FlowControl, asyncio.Protocol):
             self.transport.write(plain_response(408, "Request Timeout", self.ctx.default_headers))
         self._close()
 
-    # ResponseStream (called by HTTPCycle) -----------------------------------------------
+    # ResponseStream (asgi/stream.py; called by HTTPCycle) -----------------------------
 
-    def start_response(
-        self, cycle: HTTPCycle, status: int, headers: Any, body: bytes, more_body: bool
-    ) -> None:
-        head = self._encode_head(cycle, status, headers, None if more_body else len(body))
-        try:
-            data = self._framer.body(body, more_body)  # type: ignore[union-attr]
-        except AppResponseError as exc:
-            raise ASGIProtocolError(str(exc)) from None
-        self._head_sent = True
-        self._sent = len(body)
-        if not self.closed:
-            # Head and first body in one write: one syscall, one TCP segment.
-            self.transport.write(head + data if data else head)
-
-    def _encode_head(
-        self, cycle: HTTPCycle, status: int, headers: Any, body_length: int | None
-    ) -> bytes:
+    def send_head(  # noqa: PLR0917 - positional, as the interface says
+        self,
+        cycle: HTTPCycle,
+        status: int,
+        headers: Any,
+        body: bytes,
+        more_body: bool,
+        length: int | None,
+        /,
+    ) -> bool:
         head = self._active_head
         assert head is not None and cycle is self._active
-        method, http_version, keep_alive, accepts_trailers, _, _ = head
+        method, http_version, keep_alive, accepts_trailers, _ = head
         framer = self._framer = self._response_framer
         ctx = self.ctx
-        try:
-            return framer.head(
-                status,
-                headers,
-                method=method,
-                http_version=http_version,
-                keep_alive=keep_alive and not ctx.shutting_down,
-                default_headers=ctx.default_headers,
-                body_length=body_length,
-                trailers=cycle.trailers and accepts_trailers,
-            )
-        except AppResponseError as exc:
-            raise ASGIProtocolError(str(exc)) from None
+        trailers = cycle.trailers and accepts_trailers
+        head_bytes = framer.head(
+            status,
+            headers,
+            method=method,
+            http_version=http_version,
+            keep_alive=keep_alive and not ctx.shutting_down,
+            default_headers=ctx.default_headers,
+            # Trailers need chunked framing, even for a body sent whole.
+            body_length=None if trailers else length,
+            trailers=trailers,
+        )
+        data = framer.body(body, more_body)
+        self._head_sent = True
+        if not self.closed:
+            # Head and first body in one write: one syscall, one TCP segment.
+            self.transport.write(head_bytes + data if data else head_bytes)
+        return not framer.no_body
 
-    def send_body(self, cycle: HTTPCycle, body: bytes, more_body: bool) -> None:
+    def send_data(self, cycle: HTTPCycle, body: bytes, more_body: bool, /) -> None:
         framer = self._framer
         assert framer is not None and cycle is self._active
-        try:
-            data = framer.body(body, more_body)
-        except AppResponseError as exc:
-            raise ASGIProtocolError(str(exc)) from None
-        self._sent += len(body)
+        data = framer.body(body, more_body)
         if data and not self.closed:
             self.transport.write(data)
 
-    def send_trailers(self, cycle: HTTPCycle, headers: Any, more: bool) -> None:
+    def send_trailers(self, cycle: HTTPCycle, headers: list[Any], /) -> None:
         framer = self._framer
         assert framer is not None
-        self._trailers.extend(headers)
-        if more or self.closed:
-            return
-        trailers, self._trailers = self._trailers, []
         if framer.chunked and framer.trailers:
-            try:
-                self.transport.write(framer.trailer_block(trailers))
-            except AppResponseError as exc:
-                raise ASGIProtocolError(str(exc)) from None
-
-    async def send_file(self, cycle: HTTPCycle, status: int, headers: Any, path: str) -> None:
-        try:
-            file = open(path, "rb")  # noqa: SIM115, ASYNC230 - closed in finally; local file reads do not block for long
-        except OSError as exc:
-            raise ASGIProtocolError(
-                f"http.response.pathsend could not open {path!r}: {exc.strerror}"
-            ) from None
-        try:
-            size = os.fstat(file.fileno()).st_size
-            head = self._encode_head(cycle, status, headers, size)
-            self._head_sent = True
+            block = framer.trailer_block(headers)
             if not self.closed:
-                self.transport.write(head)
-            framer = self._framer
-            assert framer is not None
-            if framer.no_body:
-                return
-            while not self.closed:
-                chunk = file.read(FILE_CHUNK)
-                more = len(chunk) == FILE_CHUNK
-                self.send_body(cycle, chunk, more)
-                if not more:
-                    break
-                if self.write_paused:
-                    await self.drain()
-        finally:
-            file.close()
+                self.transport.write(block)
 
-    def send_continue(self, cycle: HTTPCycle) -> None:
-        if cycle is self._active and not self._head_sent and not self.closed:
+    def send_interim(self, cycle: HTTPCycle, status: int, headers: Any, /) -> None:
+        if cycle is not self._active or self._head_sent or self.closed:
+            return
+        if status == 100 and not headers:
             self.transport.write(CONTINUE)
+            return
+        lines = [status_line(status)]
+        lines += [name + b": " + value + b"\r\n" for name, value in validate_headers(headers)]
+        self.transport.write(b"".join(lines) + b"\r\n")
 
-    def want_body(self, cycle: HTTPCycle) -> None:
+    def send_error(self, cycle: HTTPCycle, status: int, text: str, /) -> None:
+        if cycle is not self._active:
+            return
+        if not self.closed:
+            self.transport.write(plain_response(status, text, self.ctx.default_headers))
+        self._head_sent = True
+        if self.ctx.access_log is not None:
+            log_response(self.ctx, cycle)
+        self._finish_active(keep_alive=False)
+
+    def abort(self, cycle: HTTPCycle, /) -> None:
+        if cycle is self._active:
+            # Part of the response is on the wire: closing is the only honest signal.
+            self._finish_active(keep_alive=False)
+
+    def want_body(self, cycle: HTTPCycle, /) -> None:
         if (
             self._read_paused
             and self._pending_refusal is None
@@ -439,56 +419,21 @@ class H1Connection(FlowControl, asyncio.Protocol):
         ):
             self._resume_reading()
 
-    def response_done(self, cycle: HTTPCycle) -> None:
+    def response_done(self, cycle: HTTPCycle, /) -> None:
         framer = self._framer
         head = self._active_head
         assert framer is not None and head is not None
         ctx = self.ctx
         if ctx.access_log is not None:
-            self._log_access(cycle, head)
+            log_response(ctx, cycle)
         keep_alive = framer.keep_alive and not ctx.shutting_down and not self.closed
-        if cycle._continue_pending and head[4]:
+        if head[4] and cycle.continue_pending:
             # The client waits for "100 Continue" before sending its body, and the app
             # answered without asking for it: we cannot know what comes next.
             keep_alive = False
         self._finish_active(keep_alive)
 
-    # AppFailureSink (called by run_app) ------------------------------------------------
-
-    def app_failed(self, cycle: HTTPCycle) -> None:
-        if cycle.phase is Phase.DONE and cycle is not self._active:
-            return  # failed after its response was complete: nothing owed on the wire
-        cycle.phase = Phase.DONE
-        if cycle is not self._active or self.closed:
-            return
-        if not self._head_sent:
-            self._answer_plain(cycle, 500, "Internal Server Error")
-        else:
-            # Part of the response is on the wire: closing is the only honest signal.
-            self._finish_active(keep_alive=False)
-
-    def cycle_finished(self, cycle: HTTPCycle) -> None:
-        ctx = self.ctx
-        task = cycle.task
-        if task is not None:
-            ctx.tasks.discard(task)
-        if ctx.on_idle is not None:
-            ctx.on_idle()
-
     # Internals -------------------------------------------------------------------------
-
-    def _answer_plain(self, cycle: HTTPCycle, status: int, text: str) -> None:
-        """Answer the active cycle ourselves (500, 503) and close the connection."""
-        cycle.phase = Phase.DONE
-        cycle.status = status
-        if not self.closed:
-            self.transport.write(plain_response(status, text, self.ctx.default_headers))
-        self._head_sent = True
-        self._framer = ResponseFramer()
-        head = self._active_head
-        if self.ctx.access_log is not None and head is not None:
-            self._log_access(cycle, head, status=status)
-        self._finish_active(keep_alive=False)
 
     def _finish_active(self, keep_alive: bool) -> None:
         active = self._active
@@ -513,22 +458,6 @@ class H1Connection(FlowControl, asyncio.Protocol):
         if self._read_paused:
             self._resume_reading()
 
-    def _log_access(self, cycle: HTTPCycle, head: _Head, status: int = 0) -> None:
-        access = self.ctx.access_log
-        assert access is not None
-        method, http_version, _, _, _, query_string = head
-        scope = cycle.scope
-        access.record(
-            client=scope["client"],
-            method=method,
-            path=scope["path"],
-            query_string=query_string,
-            http_version=http_version,
-            status=status or cycle.status,
-            size=self._sent,
-            duration=perf_counter() - cycle.started_at,
-        )
-
     def _close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -538,6 +467,49 @@ class H1Connection(FlowControl, asyncio.Protocol):
         """Graceful stop: close now if idle, else after the response in flight."""
         if self._active is None and not self._queue:
             self._close()
+
+
+class H1Handshake:
+    """A WebSocket handshake answered in HTTP/1.1 (io/websocket.py HandshakeAnswer)."""
+
+    __slots__ = ("_ctx", "_framer", "_request", "_transport")
+
+    def __init__(self, ctx: ServerContext, transport: asyncio.Transport, request: Request) -> None:
+        self._ctx = ctx
+        self._transport = transport
+        self._request = request
+        self._framer = ResponseFramer()
+
+    def accept(self, handshake: ServerHandshake, fields: list[tuple[bytes, bytes]]) -> None:
+        self._transport.write(
+            switching_protocols(handshake.accept_key, fields, self._ctx.default_headers)
+        )
+
+    def deny_head(self, status: int, headers: Any, body: bytes, more_body: bool) -> None:
+        framer = self._framer
+        request = self._request
+        head = framer.head(
+            status,
+            headers,
+            method=request.method,
+            http_version=request.http_version,
+            keep_alive=False,
+            default_headers=self._ctx.default_headers,
+            body_length=None if more_body else len(body),
+        )
+        self._transport.write(head + framer.body(body, more_body))
+
+    def deny_body(self, body: bytes, more_body: bool) -> None:
+        self._transport.write(self._framer.body(body, more_body))
+
+    def refuse(self, status: int, reason: str, headers: list[tuple[bytes, bytes]]) -> None:
+        response = plain_response(status, reason, self._ctx.default_headers)
+        if headers:
+            # After the status line, before the rest of the head.
+            line_end = response.index(b"\r\n") + 2
+            extra = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+            response = response[:line_end] + extra + response[line_end:]
+        self._transport.write(response)
 
 
 def connection_info(transport: asyncio.BaseTransport, *, root_path: str) -> ConnectionInfo:

@@ -11,8 +11,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from pier.io.tasks import task_starter
 from pier.proto.limits import Limits
 from pier.types import ASGIApp
 
@@ -27,11 +28,35 @@ if TYPE_CHECKING:
     from pier.logging import AccessLog
 
 
+class Connection(Protocol):
+    """What the server needs of every connection it serves, whatever the protocol.
+
+    H1Connection (io/connection.py) and WSProtocol (io/websocket.py) today; an HTTP/2
+    connection and a QUIC endpoint's connections later. io/server.py picks the class
+    per connection (`connection_factory`) and only ever uses these members.
+    """
+
+    # Loop time by which the client must act, read by the deadline sweep (io/deadlines.py).
+    deadline: float
+
+    @property
+    def transport(self) -> asyncio.Transport:
+        """Aborted when graceful shutdown runs out of time."""
+
+    def deadline_passed(self) -> None:
+        """The deadline passed: close (or answer 408) as the protocol requires."""
+
+    def shutdown(self) -> None:
+        """Graceful stop: close when idle, else after the work in flight."""
+
+
 @dataclass(slots=True, eq=False)
 class ServerContext:
     app: ASGIApp
     loop: asyncio.AbstractEventLoop
     limits: Limits
+    # How log lines name the app ("main:app"), so the operator knows whose bug it is.
+    app_name: str = "the ASGI app"
     root_path: str = ""
     timeout_keep_alive: float = 5.0
     timeout_request_header: float = 20.0
@@ -44,7 +69,7 @@ class ServerContext:
     lifespan_state: dict[str, Any] = field(default_factory=dict)
     # Takes over upgraded connections (io/websocket.py); None when --ws none.
     ws_handler: Callable[..., Any] | None = None
-    connections: set[Any] = field(default_factory=set)
+    connections: set[Connection] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     total_requests: int = 0
     total_connections: int = 0
@@ -53,6 +78,11 @@ class ServerContext:
     overload_logged_at: float = float("-inf")
     # Called when a connection closes or a task ends, so shutdown can wait on an event.
     on_idle: Callable[[], None] | None = None
+    # Starts an app's Task on this loop (io/tasks.py), the same way for every protocol.
+    start_task: Callable[[Any], asyncio.Task[None]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.start_task = task_starter(self.loop, fresh_context=self.reset_contextvars)
 
     def over_capacity(self) -> bool:
         # Counts requests in flight (app tasks), not connections: idle keep-alive

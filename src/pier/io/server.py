@@ -19,7 +19,6 @@ import logging
 import signal
 import socket
 import ssl
-import sys
 import threading
 from collections.abc import Callable
 from email.utils import formatdate
@@ -31,7 +30,6 @@ from pier.io.connection import H1Connection
 from pier.io.context import ServerContext
 from pier.io.deadlines import DeadlineSweep, resolution_for
 from pier.io.sockets import bind_sockets, describe
-from pier.io.systemd import Notifier
 from pier.proto.limits import Limits
 
 logger = logging.getLogger("pier.error")
@@ -206,6 +204,7 @@ class Server:
         ctx = ServerContext(
             app=app,
             loop=loop,
+            app_name=app_name(config.app),
             limits=Limits(
                 head_size=config.limit_request_head_size,
                 fields=config.limit_request_fields,
@@ -254,13 +253,9 @@ class Server:
 
     async def _listen(self, ctx: ServerContext, sockets: list[socket.socket]) -> None:
         loop = ctx.loop
-
-        def factory() -> asyncio.Protocol:
-            return H1Connection(ctx)
-
+        factory = connection_factory(ctx, tls=self.ssl_context is not None)
         if self.config.proxy_protocol != "off":
             factory = self._proxy_protocol_gate(factory)
-
         scheme = "http" if self.ssl_context is None else "https"
         for sock in sockets:
             server = await loop.create_server(
@@ -398,6 +393,35 @@ class Server:
             await self._exit_event.wait()
 
 
+def connection_factory(ctx: ServerContext, *, tls: bool) -> Callable[[], asyncio.Protocol]:
+    """The protocol object for each accepted connection: where a protocol is chosen.
+
+    Every protocol returned here is also an io/context.py `Connection` (the server uses
+    nothing else of it; connection_made adds it to ctx.connections) and hands each
+    request to io/lifecycle.py. Today every TCP connection starts as HTTP/1.1. HTTP/2
+    plugs in here: on TLS the ALPN protocol is known once the handshake is done
+    (connection_made: transport.get_extra_info("ssl_object").selected_alpn_protocol()),
+    and on cleartext by the client's first bytes (the "PRI * HTTP/2.0" preface) or an
+    `Upgrade: h2c` request; in the last two cases H1Connection hands its transport
+    over, as it does to the WebSocket glue (ctx.ws_handler). A QUIC listener (HTTP/3)
+    would be a datagram endpoint beside these, with its own factory.
+    """
+    del tls  # no choice to make until a second protocol exists
+
+    def h1() -> asyncio.Protocol:
+        return H1Connection(ctx)
+
+    return h1
+
+
+def app_name(app: Any) -> str:
+    """How log lines name the app: its import string, else its qualified name."""
+    if isinstance(app, str):
+        return app
+    name = getattr(app, "__qualname__", None) or type(app).__qualname__
+    return f"{getattr(app, '__module__', None) or '?'}:{name}"
+
+
 def _static_headers(config: Any) -> bytes:
     lines = []
     if config.server_header:
@@ -421,56 +445,3 @@ def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
         else:
             return uvloop.new_event_loop
     return asyncio.new_event_loop
-
-
-def run_config(config: Any) -> int:
-    """Serve until stopped; the process exit code (1 when start-up failed)."""
-    for level, note in getattr(config, "notes", ()):
-        logger.log(level, "%s", note)
-    if config.workers > 1 or config.reload or config.limit_max_requests is not None:
-        # issue 5: worker processes (and their replacement) belong to the supervisor.
-        from pier.supervisor import run_supervised
-
-        return run_supervised(config)
-    server = Server(config)
-    notifier = _notify_systemd(server)
-    try:
-        server.run()
-    except PierError as exc:
-        logger.error("%s", exc)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        notifier.close()
-    return 0
-
-
-def _notify_systemd(server: Server) -> Notifier:
-    """issue 12: Type=notify for the single-process server (pier.io.systemd)."""
-    notifier = Notifier.from_environment()
-    if notifier.enabled:
-
-        def started() -> None:
-            notifier.ready("Serving on " + ", ".join(server.listening_on))
-            notifier.start_watchdog(asyncio.get_running_loop())
-
-        server.on_started = started
-        server.on_stopping = notifier.stopping
-    return notifier
-
-
-def run(app: Any, **options: Any) -> None:
-    """Serve `app` (an ASGI callable or "module:attr") until SIGINT/SIGTERM.
-
-    Options are pier.Config's (the CLI's flags with underscores). Exits the process
-    with status 1 if start-up fails.
-    """
-    from pier.config import Config
-    from pier.logging import configure
-
-    config = Config(app, **options)
-    configure(config)
-    code = run_config(config)
-    if code:
-        sys.exit(code)

@@ -7,7 +7,8 @@ Rules:
 3. Where to listen is decided in one place, `addresses()`: --bind (several), else --fd,
    else --uds, else --host/--port. systemd socket activation (LISTEN_FDS, sd_listen_fds(3))
    replaces all of these unless --bind, --fd or --uds is given.
-4. `parse_bind` is pure (no I/O): pier.config calls it to validate --bind values.
+4. What a --bind value means is pier/addresses.py (pure, no I/O), so that pier.config
+   validates --bind without importing this layer.
 """
 
 from __future__ import annotations
@@ -18,14 +19,12 @@ import os
 import socket
 import stat
 from collections.abc import MutableMapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from pier.addresses import Address, parse_bind
 from pier.errors import BindError
 
 __all__ = [
-    "BIND_FORMATS",
-    "Address",
     "addresses",
     "bind_sockets",
     "bind_tcp",
@@ -33,61 +32,10 @@ __all__ = [
     "describe",
     "from_fd",
     "open_address",
-    "parse_bind",
     "systemd_sockets",
 ]
 
-BIND_FORMATS = "HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N"
 SD_LISTEN_FDS_START = 3  # sd_listen_fds(3): passed sockets start at fd 3
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    """One place to listen, as the user named it."""
-
-    kind: Literal["tcp", "unix", "fd"]
-    host: str = ""
-    port: int = 0
-    path: str = ""
-    fd: int = -1
-
-    def __str__(self) -> str:
-        if self.kind == "unix":
-            return f"unix:{self.path}"
-        if self.kind == "fd":
-            return f"fd://{self.fd}"
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-def parse_bind(text: str) -> Address:
-    """A --bind value as an Address; ValueError (completing "expected ...") if malformed."""
-    text = text.strip()
-    if text.startswith("unix:"):
-        path = text[len("unix:") :]
-        if not path:
-            raise ValueError("unix:PATH with a path, e.g. unix:/run/pier.sock")
-        return Address("unix", path=path)
-    if text.startswith("fd://"):
-        number = text[len("fd://") :]
-        if not number.isdigit():
-            raise ValueError("fd://N with a file descriptor number, e.g. fd://3")
-        return Address("fd", fd=int(number))
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ValueError(f"{BIND_FORMATS}; an IPv6 address is written [::1]:8000")
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep:
-            raise ValueError(f"{BIND_FORMATS}; the port is missing, e.g. {text}:8000")
-        if ":" in host:
-            raise ValueError(f"{BIND_FORMATS}; an IPv6 address is written [{host}]:{port_text}")
-    if not host:
-        raise ValueError(f"{BIND_FORMATS}; the host is missing, e.g. 0.0.0.0{text}")
-    if not port_text.isdigit() or int(port_text) > 65535:
-        raise ValueError(f"{BIND_FORMATS} with a port from 0 to 65535")
-    return Address("tcp", host=host, port=int(port_text))
 
 
 def addresses(config: Any) -> list[Address]:

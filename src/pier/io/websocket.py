@@ -6,6 +6,9 @@ Rules:
    events, owns the transport, and runs the timers (keepalive ping, handshake timeouts).
 2. It takes the transport over from H1Connection (ctx.ws_handler): from then on this
    object is the transport's protocol and the one entry for it in ctx.connections.
+   It writes no HTTP itself: the handshake's answers (accept, a denial, a refusal)
+   are written by the `HandshakeAnswer` of the protocol it runs over (H1Handshake in
+   io/connection.py for HTTP/1.1; an HTTP/2 stream for RFC 8441 later).
 3. Nothing a client sends can make the server buffer without limit: bytes sent before
    the handshake is answered pause reading past `_EARLY_DATA`; messages the app has not
    received pause reading once --ws-max-queue messages or --ws-max-size bytes wait
@@ -26,7 +29,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from pier.asgi.scope import ConnectionInfo, websocket_scope
 from pier.asgi.websocket import (
@@ -41,11 +44,17 @@ from pier.io.flow import FlowControl
 from pier.io.tasks import start_task
 from pier.proto import ws as proto
 from pier.proto.events import Request
-from pier.proto.h1 import AppResponseError, ResponseFramer, plain_response
+from pier.proto.headers import AppResponseError
 
 logger = logging.getLogger("pier.error")
 
-__all__ = ["WSProtocol", "WSSettings", "handler_from_config", "make_ws_handler"]
+__all__ = [
+    "HandshakeAnswer",
+    "WSProtocol",
+    "WSSettings",
+    "handler_from_config",
+    "make_ws_handler",
+]
 
 # Bytes a client may send before its handshake is answered; RFC 6455 section 4.1 says it
 # must wait for the answer, so this only has to hold a pipelined first frame or two.
@@ -65,14 +74,34 @@ class WSSettings:
     handshake_timeout: float = 10.0
 
 
+class HandshakeAnswer(Protocol):
+    """How the protocol under a WebSocket answers its opening handshake.
+
+    Each method checks what the app gave before writing anything, and raises
+    AppResponseError (proto/headers.py) for what cannot be sent.
+    """
+
+    def accept(self, handshake: proto.ServerHandshake, fields: list[tuple[bytes, bytes]]) -> None:
+        """The success answer (HTTP/1.1: 101 Switching Protocols) with these fields."""
+
+    def deny_head(self, status: int, headers: Any, body: bytes, more_body: bool) -> None:
+        """The start of the app's denial response, with its first body piece."""
+
+    def deny_body(self, body: bytes, more_body: bool) -> None:
+        """More of the denial response's body."""
+
+    def refuse(self, status: int, reason: str, headers: list[tuple[bytes, bytes]]) -> None:
+        """The server's own short text/plain refusal (a bad handshake, 503, 500)."""
+
+
 def make_ws_handler(ctx: ServerContext, settings: WSSettings) -> Callable[..., None]:
     """The ctx.ws_handler H1Connection calls with an upgrade request and its transport."""
 
     def ws_handler(
         *, transport: asyncio.BaseTransport, request: Request, info: ConnectionInfo,
-        data: bytes,
+        data: bytes, answer: HandshakeAnswer,
     ) -> None:
-        connection = WSProtocol(ctx, settings, request=request, info=info)
+        connection = WSProtocol(ctx, settings, request=request, info=info, answer=answer)
         transport.set_protocol(connection)
         connection.take_over(transport, data)
 
@@ -89,8 +118,8 @@ class WSProtocol(FlowControl, asyncio.Protocol):
     __slots__ = (
         "_app_done",
         "_close_timer",
-        "_denial",
         "_denial_head",
+        "_denial_started",
         "_early",
         "_eof_sent",
         "_handshake",
@@ -102,6 +131,7 @@ class WSProtocol(FlowControl, asyncio.Protocol):
         "_sent",
         "_shutdown_requested",
         "_started_at",
+        "answer",
         "closed",
         "ctx",
         "info",
@@ -115,9 +145,10 @@ class WSProtocol(FlowControl, asyncio.Protocol):
 
     def __init__(
         self, ctx: ServerContext, settings: WSSettings, *, request: Request,
-        info: ConnectionInfo,
+        info: ConnectionInfo, answer: HandshakeAnswer,
     ) -> None:
         self.ctx = ctx
+        self.answer = answer
         self.loop = ctx.loop
         self.settings = settings
         self.request = request
@@ -134,7 +165,8 @@ class WSProtocol(FlowControl, asyncio.Protocol):
         self._read_paused = False
         self._app_done = False
         self._shutdown_requested = False
-        self._denial: ResponseFramer | None = None
+        # Part of a denial response is on the wire.
+        self._denial_started = False
         self._sent = 0
         self._started_at = perf_counter()
         self._handshake_timer: asyncio.TimerHandle | None = None
@@ -144,6 +176,9 @@ class WSProtocol(FlowControl, asyncio.Protocol):
         self._pings = 0
         self._pong_owed: bytes | None = None
         self._denial_head: tuple[int, Any] | None = None
+
+    def deadline_passed(self) -> None:
+        """Never due: the sweep passes this connection by (see `deadline`)."""
 
     # Taking over from HTTP/1.1 ------------------------------------------------------------
 
@@ -197,14 +232,8 @@ class WSProtocol(FlowControl, asyncio.Protocol):
 
     def _refuse(self, status: int, reason: str,
                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        response = plain_response(status, reason, self.ctx.default_headers)
-        if headers:
-            # After the status line, before the rest of the head.
-            line_end = response.index(b"\r\n") + 2
-            extra = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
-            response = response[:line_end] + extra + response[line_end:]
         if not self.closed:
-            self.transport.write(response)
+            self.answer.refuse(status, reason, headers or [])
         self._log_access(status, len((reason + "\n").encode("utf-8", "replace")))
         self._close_transport()
 
@@ -327,16 +356,11 @@ class WSProtocol(FlowControl, asyncio.Protocol):
     def accept(self, session: WebSocketSession, subprotocol: str | None, headers: Any) -> None:
         handshake = self._handshake
         assert handshake is not None
-        response = proto.accept_response(
-            handshake,
-            subprotocol=subprotocol,
-            headers=headers,
-            default_headers=self.ctx.default_headers,
-        )
+        fields = proto.accept_headers(handshake, subprotocol=subprotocol, headers=headers)
         if self.closed:
             raise WebSocketDisconnected("the client closed the connection during the handshake")
         self._cancel_handshake_timer()
-        self.transport.write(response)
+        self.answer.accept(handshake, fields)
         self._log_access(101, 0)
         ws = self.ws = proto.WSConnection(handshake, max_size=self.settings.max_size)
         self._schedule_ping()
@@ -354,29 +378,19 @@ class WSProtocol(FlowControl, asyncio.Protocol):
         self._denial_head = (status, headers)
 
     def deny_body(self, session: WebSocketSession, body: bytes, more_body: bool) -> None:
+        if self.closed:
+            raise WebSocketDisconnected("the client closed the connection during the handshake")
         try:
-            if self._denial is None:
+            if not self._denial_started:
                 head = self._denial_head
                 assert head is not None
-                framer = ResponseFramer()
-                data = framer.head(
-                    head[0],
-                    head[1],
-                    method=self.request.method,
-                    http_version=self.request.http_version,
-                    keep_alive=False,
-                    default_headers=self.ctx.default_headers,
-                    body_length=None if more_body else len(body),
-                ) + framer.body(body, more_body)
-                self._denial = framer  # from here on, part of the denial is on the wire
+                self.answer.deny_head(head[0], head[1], body, more_body)
+                self._denial_started = True
             else:
-                data = self._denial.body(body, more_body)
+                self.answer.deny_body(body, more_body)
         except AppResponseError as exc:
             raise ValueError(str(exc)) from None
         self._sent += len(body)
-        if self.closed:
-            raise WebSocketDisconnected("the client closed the connection during the handshake")
-        self.transport.write(data)
         if not more_body:
             self._log_access(session.status, self._sent)
             self._close_transport()
@@ -437,7 +451,7 @@ class WSProtocol(FlowControl, asyncio.Protocol):
                     self._arm_close_timer()
                 elif self._read_paused:
                     self._resume_reading()  # queued messages are dropped; see the close
-            elif self._denial is not None:
+            elif self._denial_started:
                 self._close_transport()  # part of a denial is on the wire: cut it
             else:
                 self._cancel_handshake_timer()

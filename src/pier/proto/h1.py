@@ -10,15 +10,14 @@ Rules:
    limits, RFC 9112 section 2.3) and turns every parser error into one `BadRequest`
    carrying the status to answer. After a `BadRequest` the parser is dead: a
    connection that sent garbage is never read again, so no smuggled request is served.
-3. The response side refuses header names and values that could split a response
-   (CR, LF, NUL) and decides the framing: Content-Length when the length is known,
-   chunked for HTTP/1.1 streams, close-delimited for HTTP/1.0 streams, and no body for
-   HEAD, 1xx, 204 and 304 (RFC 9112 section 6.3).
+3. The response side checks the app's head with proto/headers.py (shared with every
+   HTTP version: names, values, status) and decides the framing: Content-Length when
+   the length is known, chunked for HTTP/1.1 streams, close-delimited for HTTP/1.0
+   streams, and no body for HEAD, 1xx, 204 and 304 (RFC 9112 section 6.3).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
@@ -26,9 +25,26 @@ from typing import Any
 import httptools
 
 from pier.proto.events import BadRequest, RequestHandler
+from pier.proto.headers import (
+    CONNECTION,
+    CONTENT_LENGTH,
+    PAIRS,
+    PLAIN,
+    TRANSFER_ENCODING,
+    AppResponseError,
+    check_value,
+    classify,
+    lower_name,
+)
 from pier.proto.limits import Limits
 
-__all__ = ["AppResponseError", "H1Parser", "ResponseFramer", "plain_response", "status_line"]
+__all__ = [
+    "H1Parser",
+    "ResponseFramer",
+    "plain_response",
+    "status_line",
+    "switching_protocols",
+]
 
 
 class _Refuse(Exception):
@@ -357,10 +373,6 @@ def _split_other_target(url: bytes) -> tuple[bytes, bytes]:
 # Response side ------------------------------------------------------------------------
 
 
-class AppResponseError(Exception):
-    """The app's response cannot be framed as HTTP/1.1; the message says why and how to fix."""
-
-
 _STATUS_LINES: dict[int, bytes] = {}
 
 
@@ -377,81 +389,6 @@ def status_line(status: int) -> bytes:
         if len(_STATUS_LINES) < 1024:
             _STATUS_LINES[status] = line
     return line
-
-
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-# Header names an app sent before, mapped to their lower-cased form. Names repeat from
-# response to response, so validating each once and looking it up after is cheaper
-# than a regex per header per response.
-_NAMES: dict[bytes, bytes] = {}
-_NAME_CACHE_SIZE = 4096
-_FORBIDDEN_IN_VALUE = re.compile(rb"[\x00\r\n]")
-
-
-def _lower_name(name: Any) -> bytes:
-    lowered = _NAMES.get(name)
-    if lowered is not None:
-        return lowered
-    if not isinstance(name, bytes):
-        raise AppResponseError(
-            f"response header name {name!r} is {type(name).__name__}; ASGI requires bytes"
-        )
-    if not _TOKEN.match(name):
-        raise AppResponseError(f"response header name {name!r} is not a valid HTTP token")
-    lowered = name.lower()
-    if len(_NAMES) < _NAME_CACHE_SIZE:
-        _NAMES[name] = lowered
-    return lowered
-
-
-def _check_value(name: bytes, value: Any) -> None:
-    if not isinstance(value, bytes):
-        raise AppResponseError(
-            f"response header {name!r} has a {type(value).__name__} value {value!r};"
-            " ASGI requires bytes"
-        )
-    if _FORBIDDEN_IN_VALUE.search(value):
-        raise AppResponseError(
-            f"response header {name!r} value {value!r} contains CR, LF or NUL,"
-            " which would split the response"
-        )
-
-
-# What a response header pair means to the framing. A pair is validated once
-# (`_classify`) and remembered: apps send the same pairs response after response, and a
-# dict lookup is far cheaper than a regex and a lower() per header.
-_PLAIN = "plain"
-_CONTENT_LENGTH = "content-length"
-_TRANSFER_ENCODING = "transfer-encoding"
-_CONNECTION = "connection"
-_DEFAULT_OVERRIDE = "default-override"  # Server or Date: replaces the server's own
-_KINDS = {
-    b"content-length": _CONTENT_LENGTH,
-    b"transfer-encoding": _TRANSFER_ENCODING,
-    b"connection": _CONNECTION,
-    b"server": _DEFAULT_OVERRIDE,
-    b"date": _DEFAULT_OVERRIDE,
-}
-_PAIRS: dict[tuple[bytes, bytes], str] = {}
-_PAIR_CACHE_SIZE = 4096
-
-
-def _classify(pair: Any) -> str:
-    """Validate one (name, value) header pair from the app; say what it means."""
-    try:
-        name, value = pair
-    except (TypeError, ValueError):
-        raise AppResponseError(
-            f"response header {pair!r} is not a [name, value] pair of bytes"
-        ) from None
-    lowered = _lower_name(name)
-    _check_value(name, value)
-    kind = _KINDS.get(lowered, _PLAIN)
-    if kind is _CONTENT_LENGTH:
-        _parse_length(value)
-    if type(pair) is tuple and len(_PAIRS) < _PAIR_CACHE_SIZE:
-        _PAIRS[pair] = kind
-    return kind
 
 
 _NO_BODY_STATUS = frozenset({204, 304})
@@ -524,22 +461,22 @@ class ResponseFramer:
         content_length: int | None = None
         te_chunked = False
         overrides: list[bytes] | None = None
-        pairs = _PAIRS
+        pairs = PAIRS
         try:
             for pair in headers:
                 kind = pairs.get(pair) if type(pair) is tuple else None
                 if kind is None:
-                    kind = _classify(pair)
+                    kind = classify(pair)
                 name, value = pair
-                if kind is _PLAIN:
+                if kind is PLAIN:
                     parts += (name, b": ", value, b"\r\n")
-                elif kind is _CONTENT_LENGTH:
+                elif kind is CONTENT_LENGTH:
                     content_length = int(value)
                     parts += (name, b": ", value, b"\r\n")
-                elif kind is _TRANSFER_ENCODING:
+                elif kind is TRANSFER_ENCODING:
                     # The app asked for chunked; we do the chunking ourselves.
                     te_chunked = b"chunked" in value.lower()
-                elif kind is _CONNECTION:
+                elif kind is CONNECTION:
                     if b"close" in value.lower():
                         keep_alive = False
                 else:
@@ -619,8 +556,8 @@ class ResponseFramer:
         parts = [b"0\r\n"]
         try:
             for name, value in headers:
-                _lower_name(name)
-                _check_value(name, value)
+                lower_name(name)
+                check_value(name, value)
                 parts += (name, b": ", value, b"\r\n")
         except (TypeError, ValueError) as exc:
             raise AppResponseError(
@@ -630,10 +567,22 @@ class ResponseFramer:
         return b"".join(parts)
 
 
-def _parse_length(value: bytes) -> int:
-    if not value.isdigit():
-        raise AppResponseError(f"response Content-Length {value!r} is not a non-negative integer")
-    return int(value)
+def switching_protocols(
+    accept_key: bytes, fields: Iterable[tuple[bytes, bytes]], default_headers: bytes
+) -> bytes:
+    """The 101 answer to a WebSocket upgrade (RFC 6455 section 4.2.2), given the
+    version-independent fields of the answer (proto/ws.py accept_headers, checked)."""
+    parts = [
+        b"HTTP/1.1 101 Switching Protocols\r\n",
+        default_headers,
+        b"upgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ",
+        accept_key,
+        b"\r\n",
+    ]
+    for name, value in fields:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
 
 
 def plain_response(status: int, text: str, default_headers: bytes) -> bytes:

@@ -46,6 +46,7 @@ from websockets.protocol import OPEN, State
 from websockets.server import ServerProtocol
 
 from pier.proto.events import Request
+from pier.proto.headers import AppResponseError, validate_headers
 
 try:
     from websockets.speedups import apply_mask
@@ -63,7 +64,7 @@ __all__ = [
     "ServerHandshake",
     "WSConnection",
     "WSEvent",
-    "accept_response",
+    "accept_headers",
     "check_close",
     "negotiate",
 ]
@@ -317,8 +318,6 @@ def _negotiate_extensions(offers: list[bytes]) -> tuple[bytes | None, list[Exten
     return (header.encode("latin-1") if header else None), extensions
 
 
-_FORBIDDEN_IN_VALUE = re.compile(rb"[\x00\r\n]")
-_HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # Handshake fields the server computes; an app's copy would contradict them.
 _RESERVED = frozenset({b"upgrade", b"connection", b"sec-websocket-accept",
                        b"sec-websocket-extensions", b"sec-websocket-protocol",
@@ -329,47 +328,25 @@ class AcceptError(ValueError):
     """The app's websocket.accept cannot be sent; the message says why and how to fix."""
 
 
-def accept_response(
-    handshake: ServerHandshake,
-    *,
-    subprotocol: str | None,
-    headers: Iterable[Any],
-    default_headers: bytes,
-) -> bytes:
-    """The 101 Switching Protocols response (RFC 6455 section 4.2.2), with app headers."""
-    parts = [
-        b"HTTP/1.1 101 Switching Protocols\r\n",
-        default_headers,
-        b"upgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ",
-        handshake.accept_key,
-        b"\r\n",
-    ]
+def accept_headers(
+    handshake: ServerHandshake, *, subprotocol: str | None, headers: Iterable[Any]
+) -> list[tuple[bytes, bytes]]:
+    """The fields of the handshake's success answer (RFC 6455 section 4.2.2) that do not
+    depend on the HTTP version: the negotiated extensions and subprotocol, then the app's
+    headers, checked as any response header is (proto/headers.py). The HTTP/1.1 glue adds
+    Upgrade, Connection and Sec-WebSocket-Accept to make its 101 (proto/h1.py)."""
+    fields: list[tuple[bytes, bytes]] = []
     if handshake.extensions_header is not None:
-        parts += (b"sec-websocket-extensions: ", handshake.extensions_header, b"\r\n")
+        fields.append((b"sec-websocket-extensions", handshake.extensions_header))
     if subprotocol is not None:
-        parts += (b"sec-websocket-protocol: ", subprotocol.encode("latin-1"), b"\r\n")
+        fields.append((b"sec-websocket-protocol", subprotocol.encode("latin-1")))
     try:
-        for name, value in headers:
-            if not isinstance(name, bytes) or not _HEADER_NAME.match(name):
-                raise AcceptError(
-                    f"websocket.accept header name {name!r} is not a bytes HTTP token"
-                )
-            if not isinstance(value, bytes) or _FORBIDDEN_IN_VALUE.search(value):
-                raise AcceptError(
-                    f"websocket.accept header {name!r} value {value!r} must be bytes"
-                    " without CR, LF or NUL"
-                )
-            if name.lower() in _RESERVED:
-                continue  # the server's own handshake fields win
-            parts += (name, b": ", value, b"\r\n")
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, AcceptError):
-            raise
-        raise AcceptError(
-            f"websocket.accept 'headers' must be [name, value] byte pairs ({exc})"
-        ) from None
-    parts.append(b"\r\n")
-    return b"".join(parts)
+        checked = validate_headers(headers, "websocket.accept")
+    except AppResponseError as exc:
+        raise AcceptError(f"websocket.accept: {exc}") from None
+    # The server's own handshake fields win.
+    fields += [(name, value) for name, value in checked if name not in _RESERVED]
+    return fields
 
 
 def check_close(code: object, reason: object) -> str | None:

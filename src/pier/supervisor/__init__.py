@@ -6,7 +6,7 @@
     channel.py   the control channel between the two (spec, READY, PING/PONG, RECYCLE)
     reload.py    --reload: watchfiles and the include/exclude filter
 
-Rules: pier.io.server.run_config hands over to `run_supervised` when the config asks
+Rules: pier.serve.run_config hands over to `run_supervised` when the config asks
 for more than one worker, --reload or --limit-max-requests; a worker is a plain
 pier.io.server.Server, so nothing about HTTP lives in this package.
 """
