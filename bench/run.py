@@ -78,6 +78,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--skip-setup", action="store_true", help="use bench/.venv as it is (no pip, no apt-get)"
     )
     parser.add_argument("--list", action="store_true", help="list scenarios and servers, then exit")
+    parser.add_argument(
+        "--growth",
+        action="store_true",
+        help="instead of the scenarios: hello at 16-1,024 connections and the mixed-load "
+        "soak (default servers pier, uvicorn, granian); writes the growth section of "
+        "docs/benchmarks.md and docs/benchmarks-growth.png",
+    )
+    parser.add_argument(
+        "--soak-seconds",
+        type=int,
+        help="length of the soak per server (default 600, quick 120)",
+    )
     return parser.parse_args(argv)
 
 
@@ -180,13 +192,20 @@ def pick(names: str | None, known: list[str], what: str) -> list[str]:
     return [name for name in known if name in chosen]
 
 
+GROWTH_SERVERS = "pier,uvicorn,granian"
+
+
 def run_benchmarks(args: argparse.Namespace) -> int:
-    from bench import harness, report
+    from bench import growth, harness, report
     from bench.scenarios import SCENARIOS
     from bench.servers import BASELINE, SERVERS
 
     scenario_names = pick(args.scenarios, [s.key for s in SCENARIOS], "scenario")
-    server_names = pick(args.servers, [s.name for s in SERVERS], "server")
+    server_names = pick(
+        args.servers or (GROWTH_SERVERS if args.growth else None),
+        [s.name for s in SERVERS],
+        "server",
+    )
     if BASELINE not in server_names:
         server_names = [
             name for name in (s.name for s in SERVERS) if name in server_names or name == BASELINE
@@ -215,6 +234,13 @@ def run_benchmarks(args: argparse.Namespace) -> int:
     if load_core is not None:
         os.sched_setaffinity(0, {load_core})
     harness.raise_fd_limit()
+    if args.growth:
+        return growth.run_growth(
+            servers,
+            settings,
+            soak_seconds=args.soak_seconds or (120 if args.quick else 600),
+            write_docs=not args.no_docs,
+        )
     complete = len(servers) == len(SERVERS) and len(scenarios) == len(SCENARIOS)
     started = datetime.datetime.now().astimezone()
     print(
@@ -241,7 +267,9 @@ def run_benchmarks(args: argparse.Namespace) -> int:
     (harness.RESULTS / "latest.md").write_text(markdown)
     official = complete and not args.quick and settings.rounds >= 3
     if args.write_docs or (official and not args.no_docs):
-        DOCS.write_text(markdown)
+        # The growth section comes from `bench/run --growth`; a scenario run keeps it.
+        kept = growth.kept_section(DOCS.read_text()) if DOCS.exists() else None
+        DOCS.write_text(growth.with_section(markdown, kept) if kept else markdown)
         print(f"\nwrote {DOCS.relative_to(REPO)} and bench/results/latest.json")
     else:
         print(

@@ -77,7 +77,7 @@ def _exchange(
         try:
             sock = socket.create_connection((HOST, port), timeout=10)
             sock.sendall(request)
-            head, body = _read_response(sock)
+            head, body = read_response(sock)
             return head, body, sock
         except (ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
             if time.monotonic() > give_up:
@@ -85,7 +85,8 @@ def _exchange(
             time.sleep(0.05)  # backoff between attempts, not synchronisation
 
 
-def _read_response(sock: socket.socket) -> tuple[bytes, bytes]:
+def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """(head, body) of one response read from `sock`: Content-Length or chunked framing."""
     buffer = bytearray()
     while b"\r\n\r\n" not in buffer:
         data = sock.recv(65536)

@@ -41,6 +41,8 @@ class Launch:
     # The app's interface: "asgi", or "wsgi" (a PEP 3333 app, served by each server's
     # own WSGI support with WSGI_THREADS threads where it has a thread count).
     interface: str = "asgi"
+    # Worker processes; every scenario uses one, the soak (bench/growth.py) two.
+    workers: int = 1
 
 
 # Threads per worker for WSGI apps: pier's default (--wsgi-threads), given to every
@@ -91,8 +93,13 @@ def _uvicorn_style_logging(launch: Launch) -> list[str]:
     return _flags("--no-access-log --log-level warning")
 
 
+def _workers(launch: Launch) -> list[str]:
+    return [] if launch.workers == 1 else ["--workers", str(launch.workers)]
+
+
 def _pier_command(launch: Launch) -> list[str]:
     command = [*_python(), "-m", "pier", launch.app, "--host", HOST, "--port", str(launch.port)]
+    command += _workers(launch)
     command += _uvicorn_style_logging(launch)
     if launch.interface == "wsgi":
         command += ["--interface", "wsgi", "--wsgi-threads", str(WSGI_THREADS)]
@@ -104,6 +111,7 @@ def _pier_command(launch: Launch) -> list[str]:
 def _uvicorn_command(launch: Launch) -> list[str]:
     command = [*_python(), "-m", "uvicorn", launch.app, "--host", HOST, "--port", str(launch.port)]
     command += _flags("--loop uvloop --http httptools")
+    command += _workers(launch)
     command += _uvicorn_style_logging(launch)
     if launch.interface == "wsgi":
         # uvicorn's own (deprecated) WSGI middleware; its thread pool has no option.
@@ -116,9 +124,10 @@ def _uvicorn_command(launch: Launch) -> list[str]:
 def _granian_command(launch: Launch) -> list[str]:
     command = [*_python(), "-m", "granian", "--host", HOST, "--port", str(launch.port)]
     if launch.interface == "wsgi":
-        command += _flags(f"--interface wsgi --workers 1 --blocking-threads {WSGI_THREADS}")
+        command += _flags(f"--interface wsgi --blocking-threads {WSGI_THREADS}")
     else:
-        command += _flags("--interface asgi --workers 1 --runtime-threads 1 --loop uvloop")
+        command += _flags("--interface asgi --runtime-threads 1 --loop uvloop")
+    command += ["--workers", str(launch.workers)]
     if launch.access_log:
         command += _flags("--access-log --log-level info")
     else:
@@ -140,14 +149,14 @@ def _gunicorn_command(launch: Launch) -> list[str]:
     if launch.interface == "wsgi":
         # gunicorn's threaded WSGI worker, the one for apps that wait on I/O.
         command += _flags(
-            f"--workers 1 --worker-class gthread --threads {WSGI_THREADS}"
+            f"--worker-class gthread --threads {WSGI_THREADS}"
             " --http-parser fast --no-control-socket"
         )
     else:
         command += _flags(
-            "--workers 1 --worker-class asgi --asgi-loop uvloop --http-parser fast"
-            " --no-control-socket"
+            "--worker-class asgi --asgi-loop uvloop --http-parser fast --no-control-socket"
         )
+    command += ["--workers", str(launch.workers)]
     if launch.access_log:
         command += _flags("--access-logfile - --log-level info")
     else:
@@ -161,7 +170,7 @@ def _gunicorn_command(launch: Launch) -> list[str]:
 
 def _hypercorn_command(launch: Launch) -> list[str]:
     command = [*_python(), "-m", "hypercorn", launch.app, "--bind", f"{HOST}:{launch.port}"]
-    command += _flags("--workers 1 --worker-class uvloop")
+    command += ["--workers", str(launch.workers), "--worker-class", "uvloop"]
     # hypercorn's access lines go through a logger that --log-level filters too.
     if launch.access_log:
         command += _flags("--access-logfile - --log-level info")
