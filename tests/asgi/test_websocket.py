@@ -37,6 +37,7 @@ class Stream:
         self.write_paused = False
         self.drained = 0
         self.wanted = 0
+        self.failed = 0
         self.refuse_headers = False
 
     def accept(self, session: WebSocketSession, subprotocol: str | None, headers: Any) -> None:
@@ -61,6 +62,9 @@ class Stream:
 
     def want_messages(self, session: WebSocketSession) -> None:
         self.wanted += 1
+
+    def fail(self, session: WebSocketSession) -> None:
+        self.failed += 1
 
     async def drain(self) -> None:
         self.drained += 1
@@ -89,7 +93,7 @@ def test_first_receive_is_connect_then_messages_then_disconnect() -> None:
         ws.feed_message(b"\x00")
         got += [await ws.receive(), await ws.receive()]
         ws.feed_disconnect(1001, "bye")
-        got += [await ws.receive(), await ws.receive()]
+        got += [await ws.receive()]
         return got
 
     assert run(main()) == [
@@ -97,8 +101,26 @@ def test_first_receive_is_connect_then_messages_then_disconnect() -> None:
         {"type": "websocket.receive", "text": "hi"},
         {"type": "websocket.receive", "bytes": b"\x00"},
         {"type": "websocket.disconnect", "code": 1001, "reason": "bye"},
-        {"type": "websocket.disconnect", "code": 1001, "reason": "bye"},
     ]
+
+
+def test_receive_after_the_disconnect_raises_instead_of_repeating_it() -> None:
+    """issue 15: the first websocket.disconnect is the last message; an app that loops on
+    receive() without looking at the type stops instead of spinning."""
+
+    async def main() -> str:
+        ws, _ = session()
+        await ws.receive()
+        await ws.send({"type": "websocket.accept"})
+        ws.feed_disconnect(1001, "bye")
+        assert (await ws.receive())["type"] == "websocket.disconnect"
+        with pytest.raises(ASGIProtocolError) as raised:
+            await ws.receive()
+        return str(raised.value)
+
+    message = run(main())
+    assert "after it returned 'websocket.disconnect'" in message
+    assert "stop receiving" in message
 
 
 def test_receive_waits_for_a_message() -> None:

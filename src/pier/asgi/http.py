@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import os
 from typing import Any
 
@@ -39,7 +40,10 @@ __all__ = [
     "HTTPCycle",
     "Phase",
     "ResponseStream",
+    "log_protocol_error",
 ]
+
+logger = logging.getLogger("pier.error")
 
 # Bytes read from a file per body piece for http.response.pathsend.
 FILE_CHUNK = 256 * 1024
@@ -387,3 +391,29 @@ class HTTPCycle(Wakeup):
     @property
     def response_complete(self) -> bool:
         return self.phase is _DONE
+
+
+def log_protocol_error(
+    where: str,
+    error: ASGIProtocolError,
+    app_name: str,
+    *,
+    caught: bool,
+    exc_info: BaseException | None = None,
+) -> None:
+    """The one error line for an app that broke the message protocol (HTTP or WebSocket).
+
+    `where` names the request ("GET /path", "WebSocket /path"); `caught` says the app
+    caught the error send() raised and carried on.
+    """
+    logger.error(
+        "ASGI protocol error in %s: %s (app %s%s)",
+        where,
+        error,
+        app_name,
+        "; it caught the error send() raised and carried on, and the answer was given"
+        " when it was raised"
+        if caught
+        else "",
+        exc_info=exc_info,
+    )

@@ -7,6 +7,12 @@ Rules:
    support lifespan; that is logged at INFO and serving goes on. mode "on": the same is
    a start-up failure. mode "off": the app is never called with a lifespan scope.
 3. A "...failed" answer always fails (LifespanFailed carries the app's message).
+4. A message the protocol does not expect now raises `ASGIProtocolError` in the app and
+   answers whoever waits (issue 15), so an app that catches it cannot hang start-up:
+   a lifespan message out of turn fails start-up (or shutdown) with a LifespanFailed
+   naming it; with --lifespan auto, a message that is not a lifespan one at all (an
+   app that treats every scope as HTTP) means "no lifespan support", as raising does.
+   Sent while nobody waits (while serving), it is one error-log line.
 """
 
 from __future__ import annotations
@@ -15,12 +21,19 @@ import asyncio
 import logging
 from typing import Any
 
+from pier.asgi.http import ASGIProtocolError
 from pier.errors import LifespanFailed
 from pier.types import ASGIApp, Message
 
 logger = logging.getLogger("pier.error")
 
 LIFESPAN_SPEC_VERSION = "2.0"
+# The answer a waiting startup()/shutdown() gets when the app sent a message out of turn.
+_BROKEN = "pier.lifespan.broken"
+
+
+def _is_lifespan(kind: object) -> bool:
+    return isinstance(kind, str) and kind.startswith("lifespan.")
 
 
 class Lifespan:
@@ -36,6 +49,8 @@ class Lifespan:
         # Has the app answered lifespan.startup? Decides which answers send() accepts
         # and whether an exception is "no lifespan support" or a real failure.
         self._startup_answered = False
+        # The error send() raised for a message out of turn (rule 4).
+        self._protocol_error: ASGIProtocolError | None = None
 
     async def startup(self) -> None:
         if not self.supported:
@@ -53,7 +68,9 @@ class Lifespan:
                 "application startup failed: "
                 + (answer.get("message") or "(the app gave no message)")
             )
-        # The app stopped before answering.
+        if kind == _BROKEN and (self.mode == "on" or _is_lifespan(answer.get("sent"))):
+            raise LifespanFailed(f"the app broke the lifespan protocol: {answer['message']}")
+        # The app stopped before answering (or answered with something else entirely).
         if self.mode == "on":
             detail = (
                 f"{type(self._app_error).__name__}: {self._app_error}"
@@ -83,6 +100,11 @@ class Lifespan:
                 "application shutdown failed: "
                 + (answer.get("message") or "(the app gave no message)")
             )
+        if answer["type"] == _BROKEN:
+            raise LifespanFailed(
+                f"application shutdown failed: the app broke the lifespan protocol:"
+                f" {answer['message']}"
+            )
 
     async def _run(self) -> None:
         scope = {
@@ -94,7 +116,9 @@ class Lifespan:
             await self.app(scope, self._receive, self._send)
         except BaseException as exc:
             self._app_error = exc
-            if self.mode == "on" or self._startup_answered:
+            if exc is self._protocol_error:
+                pass  # already reported (rule 4)
+            elif self.mode == "on" or self._startup_answered:
                 logger.error("Exception in the app's lifespan handler", exc_info=exc)
             if not isinstance(exc, Exception):
                 raise
@@ -113,9 +137,17 @@ class Lifespan:
             else ("lifespan.startup.complete", "lifespan.startup.failed")
         )
         if kind not in expected:
-            raise RuntimeError(
-                f"unexpected lifespan message {kind!r}; expected one of {expected}"
+            error = ASGIProtocolError(
+                f"unexpected lifespan message {kind!r} sent; ASGI expects one of"
+                f" {expected} now"
             )
+            self._protocol_error = error
+            waiting = self._answer
+            if waiting is not None and not waiting.done():
+                waiting.set_result({"type": _BROKEN, "message": str(error), "sent": kind})
+            else:
+                logger.error("ASGI protocol error in the app's lifespan handler: %s", error)
+            raise error
         if kind in ("lifespan.startup.complete", "lifespan.startup.failed"):
             self._startup_answered = True
         if self._answer is not None and not self._answer.done():

@@ -10,15 +10,20 @@ Rules:
    The order is the spec's: websocket.connect is received first; then the app answers
    the handshake with websocket.accept, websocket.close (HTTP 403) or a denial response
    (websocket.http.response.start/body); then websocket.send/receive until either side
-   closes; websocket.disconnect is the last message received.
+   closes; websocket.disconnect is the last message received: a receive() after it
+   raises `ASGIProtocolError` naming the mistake, so an app that loops on receive()
+   without looking at the type stops instead of spinning (issue 15).
 3. send() after the peer went away raises `WebSocketDisconnected` (an OSError, as the
    spec asks); websocket.close after that is accepted and does nothing, because apps
    commonly close in a `finally:` block.
 4. Incoming messages queue here until the app receives them; the glue pauses reading
    while the queue is full (--ws-max-queue) and `receive()` asks it to resume.
-5. `run_websocket_app` is the one place that turns what an app does wrong into a clear
-   log line and an answer on the wire (500 before the handshake is answered, close
-   code 1011 after).
+5. A send() that raises `ASGIProtocolError` fails the session at once
+   (`WebSocketStream.fail`: 500 before the handshake is answered, a started denial
+   cut, close code 1011 after) and records the error; later sends raise again.
+6. `run_websocket_app` is the one place that turns what an app does wrong into one
+   clear log line (the recorded error, whether the app let it propagate or caught it)
+   and an answer on the wire.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import logging
 from collections import deque
 from typing import Any, Protocol
 
-from pier.asgi.http import ASGIProtocolError, ClientDisconnected
+from pier.asgi.http import ASGIProtocolError, ClientDisconnected, log_protocol_error
 from pier.asgi.wakeup import Wakeup
 from pier.types import ASGIApp, Message, Scope
 
@@ -94,6 +99,10 @@ class WebSocketStream(Protocol):
         """Why (code, reason) cannot be sent, or None."""
 
     def want_messages(self, session: WebSocketSession) -> None: ...
+    def fail(self, session: WebSocketSession) -> None:
+        """The app broke the protocol: 500 if the handshake is unanswered, cut a denial
+        that started, close with 1011 if open; nothing if the WebSocket is closing."""
+
     async def drain(self) -> None: ...
 
 
@@ -102,11 +111,13 @@ class WebSocketSession(Wakeup):
 
     __slots__ = (
         "_connect_pending",
+        "_disconnect_delivered",
         "_queue",
         "_queued_bytes",
         "close_code",
         "close_reason",
         "disconnected",
+        "error",
         "phase",
         "scope",
         "started_at",
@@ -125,6 +136,9 @@ class WebSocketSession(Wakeup):
         self.status = 0
         self.started_at = 0.0
         self._connect_pending = True
+        self._disconnect_delivered = False
+        # The first ASGIProtocolError send() raised, for run_websocket_app's log line.
+        self.error: ASGIProtocolError | None = None
         self._queue: deque[str | bytes] = deque()
         self._queued_bytes = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -169,6 +183,13 @@ class WebSocketSession(Wakeup):
                     return {"type": "websocket.receive", "text": data}
                 return {"type": "websocket.receive", "bytes": data}
             if self.disconnected:
+                if self._disconnect_delivered:
+                    raise ASGIProtocolError(
+                        "receive() was called again after it returned"
+                        f" 'websocket.disconnect' (code {self.close_code}): that is the last"
+                        " message of a WebSocket; stop receiving when it arrives"
+                    )
+                self._disconnect_delivered = True
                 return {
                     "type": "websocket.disconnect",
                     "code": self.close_code,
@@ -182,7 +203,7 @@ class WebSocketSession(Wakeup):
         try:
             kind = message["type"]
         except (KeyError, TypeError):
-            raise ASGIProtocolError(
+            raise self._broken(
                 f"send() takes a message dict with a 'type' key, got {message!r}"
             ) from None
         phase = self.phase
@@ -190,7 +211,11 @@ class WebSocketSession(Wakeup):
             if phase is not Phase.OPEN:
                 raise self._unexpected(kind)
             self._check_open()
-            self.stream.send_data(self, _payload(message))
+            try:
+                payload = _payload(message)
+            except ASGIProtocolError as exc:
+                raise self._broken(str(exc)) from None
+            self.stream.send_data(self, payload)
             if self.stream.write_paused:
                 await self.stream.drain()
                 self._check_open()
@@ -203,7 +228,7 @@ class WebSocketSession(Wakeup):
                 reason = message.get("reason") or ""
                 problem = self.stream.check_close(code, reason)
                 if problem is not None:
-                    raise ASGIProtocolError(f"websocket.close: {problem}")
+                    raise self._broken(f"websocket.close: {problem}")
                 self.phase = Phase.CLOSED
                 self.stream.close(self, code, reason)
             elif phase is Phase.HANDSHAKE:
@@ -221,12 +246,12 @@ class WebSocketSession(Wakeup):
             if subprotocol is not None:
                 offered = self.scope.get("subprotocols", [])
                 if not isinstance(subprotocol, str):
-                    raise ASGIProtocolError(
+                    raise self._broken(
                         f"websocket.accept 'subprotocol' must be a str or None,"
                         f" got {subprotocol!r}"
                     )
                 if subprotocol not in offered:
-                    raise ASGIProtocolError(
+                    raise self._broken(
                         f"websocket.accept chose subprotocol {subprotocol!r}, which the"
                         f" client did not offer (offered: {offered!r}); pick one of"
                         " scope['subprotocols'] or None"
@@ -234,7 +259,7 @@ class WebSocketSession(Wakeup):
             try:
                 self.stream.accept(self, subprotocol, message.get("headers") or ())
             except ValueError as exc:
-                raise ASGIProtocolError(str(exc)) from None
+                raise self._broken(str(exc)) from None
             self.status = 101
             self.phase = Phase.OPEN
         elif kind == "websocket.http.response.start":
@@ -243,7 +268,7 @@ class WebSocketSession(Wakeup):
             self._check_open()
             status = message.get("status")
             if not isinstance(status, int) or isinstance(status, bool) or status == 101:
-                raise ASGIProtocolError(
+                raise self._broken(
                     "websocket.http.response.start needs a 'status' int other than 101"
                     f" (such as 403), got {status!r}"
                 )
@@ -252,14 +277,14 @@ class WebSocketSession(Wakeup):
             try:
                 self.stream.deny_start(self, status, message.get("headers") or ())
             except ValueError as exc:
-                raise ASGIProtocolError(str(exc)) from None
+                raise self._broken(str(exc)) from None
         elif kind == "websocket.http.response.body":
             if phase is not Phase.DENIAL_BODY:
                 raise self._unexpected(kind)
             self._check_open()
             body = message.get("body", b"")
             if not isinstance(body, bytes | bytearray | memoryview):
-                raise ASGIProtocolError(
+                raise self._broken(
                     "websocket.http.response.body 'body' must be bytes,"
                     f" got {type(body).__name__}"
                 )
@@ -269,7 +294,7 @@ class WebSocketSession(Wakeup):
             try:
                 self.stream.deny_body(self, bytes(body), more)
             except ValueError as exc:
-                raise ASGIProtocolError(str(exc)) from None
+                raise self._broken(str(exc)) from None
             if more and self.stream.write_paused:
                 await self.stream.drain()
                 self._check_open()
@@ -289,11 +314,24 @@ class WebSocketSession(Wakeup):
                 f"{', ' + repr(self.close_reason) if self.close_reason else ''})"
             )
 
+    def _broken(self, text: str) -> ASGIProtocolError:
+        """An error for the app's send(); the session fails with it (rule 5)."""
+        error = ASGIProtocolError(text)
+        if self.error is None:
+            self.error = error
+        self.phase = Phase.CLOSED
+        self.stream.fail(self)
+        return error
+
     def _unexpected(self, kind: object) -> ASGIProtocolError:
+        if self.error is not None:
+            return ASGIProtocolError(
+                f"unexpected ASGI message {kind!r} sent after an earlier error: {self.error}"
+            )
         hint = ""
         if isinstance(kind, str) and kind in _DID_YOU_MEAN:
             hint = f" (did you mean {_DID_YOU_MEAN[kind]!r}?)"
-        return ASGIProtocolError(
+        return self._broken(
             f"unexpected ASGI message {kind!r} sent{hint}; the WebSocket expects"
             f" {_EXPECTS[self.phase]}"
         )
@@ -329,7 +367,9 @@ class SessionSink(Protocol):
     def app_finished(self, session: WebSocketSession, *, failed: bool) -> None: ...
 
 
-async def run_websocket_app(app: ASGIApp, session: WebSocketSession, sink: SessionSink) -> None:
+async def run_websocket_app(
+    app: ASGIApp, session: WebSocketSession, sink: SessionSink, *, app_name: str = "the app"
+) -> None:
     """Call the app for one WebSocket; turn every way it can fail into a log line and answer."""
     scope = session.scope
     failed = True
@@ -341,39 +381,63 @@ async def run_websocket_app(app: ASGIApp, session: WebSocketSession, sink: Sessi
             if hasattr(awaitable, "__await__"):
                 raise
             logger.error(
-                "The ASGI app returned %s instead of an awaitable for WebSocket %s: an"
+                "The ASGI app %s returned %s instead of an awaitable for WebSocket %s: an"
                 " ASGI3 app is `async def app(scope, receive, send)` (an ASGI2 app needs"
                 " --interface asgi2)",
+                app_name,
                 type(awaitable).__name__,
                 scope["path"],
             )
             result = None
         else:
-            failed = _returned_early(session)
+            if session.error is not None:
+                _log_protocol_error(session, session.error, app_name, caught=True)
+            else:
+                failed = _returned_early(session, app_name)
         if result is not None:
             logger.warning(
-                "The ASGI app returned %r for WebSocket %s; ASGI apps should return None",
+                "The ASGI app %s returned %r for WebSocket %s; ASGI apps should return None",
+                app_name,
                 result,
                 scope["path"],
             )
     except ClientDisconnected:
         failed = False  # the peer left while the app was sending; nothing is owed
     except ASGIProtocolError as exc:
-        logger.error("ASGI protocol error in WebSocket %s: %s", scope["path"], exc)
+        _log_protocol_error(session, session.error or exc, app_name, caught=False)
     except asyncio.CancelledError:
         sink.app_finished(session, failed=True)
         raise
     except Exception as exc:
-        logger.error(
-            "Exception in ASGI application for WebSocket %s", scope["path"], exc_info=exc
-        )
+        if session.error is not None:
+            # It broke the protocol first; what it raised later is the consequence.
+            _log_protocol_error(session, session.error, app_name, caught=False, exc_info=exc)
+        else:
+            logger.error(
+                "Exception in ASGI application for WebSocket %s (app %s)",
+                scope["path"],
+                app_name,
+                exc_info=exc,
+            )
     except BaseException:
         sink.app_finished(session, failed=True)
         raise
     sink.app_finished(session, failed=failed)
 
 
-def _returned_early(session: WebSocketSession) -> bool:
+def _log_protocol_error(
+    session: WebSocketSession,
+    error: ASGIProtocolError,
+    app_name: str,
+    *,
+    caught: bool,
+    exc_info: BaseException | None = None,
+) -> None:
+    where = f"WebSocket {session.scope['path']}"
+    log_protocol_error(where, error, app_name, caught=caught, exc_info=exc_info)
+
+
+def _returned_early(session: WebSocketSession, app_name: str) -> bool:
     """Log an app that returned leaving its answer unfinished; True if it did."""
     if session.disconnected:
         return False
@@ -382,15 +446,18 @@ def _returned_early(session: WebSocketSession) -> bool:
         logger.error(
             "The ASGI app returned without answering the WebSocket handshake for %s"
             " (expected 'websocket.accept', 'websocket.close' or"
-            " 'websocket.http.response.start')",
+            " 'websocket.http.response.start'; app %s)",
             path,
+            app_name,
         )
         return True
     if session.phase is Phase.DENIAL_BODY:
         logger.error(
             "The ASGI app returned before finishing its denial response for WebSocket"
-            " %s (the last 'websocket.http.response.body' must have more_body=False)",
+            " %s (the last 'websocket.http.response.body' must have more_body=False;"
+            " app %s)",
             path,
+            app_name,
         )
         return True
     return False

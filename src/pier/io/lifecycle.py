@@ -35,7 +35,13 @@ import logging
 from time import perf_counter
 from typing import Any
 
-from pier.asgi.http import ASGIProtocolError, ClientDisconnected, HTTPCycle, Phase
+from pier.asgi.http import (
+    ASGIProtocolError,
+    ClientDisconnected,
+    HTTPCycle,
+    Phase,
+    log_protocol_error,
+)
 from pier.io.context import ServerContext
 from pier.logging import escape
 
@@ -156,18 +162,8 @@ def _log_protocol_error(
     exc_info: BaseException | None = None,
 ) -> None:
     scope = cycle.scope
-    logger.error(
-        "ASGI protocol error in %s for %s %s: %s%s",
-        ctx.app_name,
-        scope["method"],
-        escape(scope["path"]),
-        error,
-        " (the app caught the error send() raised and returned; the response was"
-        " failed when it was raised)"
-        if caught
-        else "",
-        exc_info=exc_info,
-    )
+    where = f"{scope['method']} {escape(scope['path'])}"
+    log_protocol_error(where, error, ctx.app_name, caught=caught, exc_info=exc_info)
 
 
 def log_response(ctx: ServerContext, cycle: HTTPCycle) -> None:

@@ -225,8 +225,11 @@ class WSProtocol(FlowControl, asyncio.Protocol):
         self._handshake_timer = self.loop.call_later(
             self.settings.handshake_timeout, self._on_handshake_timeout
         )
-        task = start_task(self.loop, run_websocket_app(ctx.app, session, self),
-                          fresh_context=ctx.reset_contextvars)
+        task = start_task(
+            self.loop,
+            run_websocket_app(ctx.app, session, self, app_name=ctx.app_name),
+            fresh_context=ctx.reset_contextvars,
+        )
         if not task.done():
             ctx.tasks.add(task)
 
@@ -441,24 +444,33 @@ class WSProtocol(FlowControl, asyncio.Protocol):
             ctx.tasks.discard(task)
         if not self.closed:
             ws = self.ws
-            if ws is not None:
-                if ws.open:
-                    if failed:
-                        ws.close(proto.CLOSE_INTERNAL_ERROR, "internal server error")
-                    else:
-                        ws.close(proto.CLOSE_NORMAL, "")
-                    self._flush()
-                    self._arm_close_timer()
-                elif self._read_paused:
+            if ws is not None and ws.open and not failed:
+                ws.close(proto.CLOSE_NORMAL, "")
+                self._flush()
+                self._arm_close_timer()
+            elif ws is not None and not ws.open:
+                if self._read_paused:
                     self._resume_reading()  # queued messages are dropped; see the close
-            elif self._denial_started:
-                self._close_transport()  # part of a denial is on the wire: cut it
             else:
-                self._cancel_handshake_timer()
-                session.status = 500
-                self._refuse(500, "Internal Server Error")
+                self.fail(session)  # an unanswered handshake or a cut denial, too
         if ctx.on_idle is not None:
             ctx.on_idle()
+
+    def fail(self, session: WebSocketSession) -> None:
+        if self.closed:
+            return
+        ws = self.ws
+        if ws is not None:
+            if ws.open:
+                ws.close(proto.CLOSE_INTERNAL_ERROR, "internal server error")
+                self._flush()
+                self._arm_close_timer()
+        elif self._denial_started:
+            self._close_transport()  # part of a denial is on the wire: cut it
+        else:
+            self._cancel_handshake_timer()
+            session.status = 500
+            self._refuse(500, "Internal Server Error")
 
     # Timers ------------------------------------------------------------------------------
 
