@@ -303,6 +303,20 @@ def test_app_raising_before_start_response_gets_a_500_and_a_traceback() -> None:
         logs.wait_for("GET /x", "broken before start_response")
 
 
+def test_app_calling_sys_exit_fails_its_request_not_the_server() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        if environ["PATH_INFO"] == "/exit":
+            sys.exit(3)
+        return text("200 OK", b"alive", start_response)
+
+    with running_server(app, interface="wsgi") as server, capture_logs() as logs, \
+            Conn.open(server) as conn:
+        assert conn.request("GET", "/exit").status == 500
+        logs.wait_for("the WSGI app raised SystemExit: 3")
+        with Conn.open(server) as again:
+            assert again.request("GET", "/").body == b"alive"
+
+
 def test_app_raising_after_start_response_before_any_body_still_gets_a_500() -> None:
     closed = threading.Event()
 
@@ -608,6 +622,27 @@ def test_django_wsgi_app_is_detected_and_served_by_the_cli(download_file: bytes)
     assert code == 0, output
     assert "as WSGI (detected: instance of WSGIHandler" in output
     assert "django view failed on purpose" in output
+
+
+def test_falcon_app_is_detected_and_served() -> None:
+    import falcon
+
+    class Items:
+        def on_get(self, req: Any, resp: Any, name: str) -> None:
+            resp.media = {"name": name, "q": req.get_param("q")}
+
+        def on_post(self, req: Any, resp: Any, name: str) -> None:
+            resp.status = falcon.HTTP_201
+            resp.media = {"name": name, "got": req.get_media()}
+
+    app = falcon.App()
+    app.add_route("/items/{name}", Items())
+    with running_server(app) as server, httpx.Client(base_url=server.url) as client:
+        assert client.get("/items/é?q=1").json() == {"name": "é", "q": "1"}
+        created = client.post("/items/x", json={"n": [1, 2]})
+        assert created.status_code == 201
+        assert created.json() == {"name": "x", "got": {"n": [1, 2]}}
+        assert client.get("/nothing").status_code == 404
 
 
 def test_wsgi_app_refuses_websocket_upgrades() -> None:

@@ -86,6 +86,12 @@ class Shape:
         return self.min_pos <= n and (self.max_pos is None or n <= self.max_pos)
 
     @property
+    def with_article(self) -> str:
+        """'a function taking ...', 'an instance of Flask with ...'."""
+        described = self.described
+        return ("an " if described[:1] in "aeiou" else "a ") + described
+
+    @property
     def described(self) -> str:
         if self.params is None:
             return f"{self.kind} (signature not inspectable)"
@@ -329,7 +335,7 @@ def _fits(shape: Shape) -> list[Interface]:
 
 
 def _no_fit_message(app: object, shape: Shape, name: str | None) -> str:
-    what = f"{_label(name)} is a {shape.described}"
+    what = f"{_label(name)} is {shape.with_article}"
     if shape.async_generator:
         return (
             f"{what}, which returns an async generator, not an awaitable; "
@@ -451,4 +457,4 @@ def describe(
         "factory": " (an app factory)",
     }
     suffix = tag[fits[0]] if fits else ""
-    return f"{_label(name)} is a {shape.described}{suffix}"
+    return f"{_label(name)} is {shape.with_article}{suffix}"

@@ -258,7 +258,7 @@ def _call_factory(factory: object, name: str) -> object:
     shape = inspect_shape(factory)
     if shape.params is not None and (shape.min_pos > 0 or shape.required_kwonly):
         raise AppFactoryFailed(
-            f'factory "{name}" is a {shape.described}, but a factory is called with no '
+            f'factory "{name}" is {shape.with_article}, but a factory is called with no '
             "arguments; drop --factory if it is the app itself, or give the "
             "parameters defaults"
         )

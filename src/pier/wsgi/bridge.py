@@ -223,8 +223,15 @@ class _Exchange(Wakeup):
     def run(self) -> None:
         try:
             self._run()
-        except BaseException as exc:
+        except Exception as exc:
             self._push((exc, _DONE), 0, final=True)
+        except BaseException as exc:
+            # SystemExit or KeyboardInterrupt raised by app code in a pool thread ends
+            # that request, not the server: pier's failure policy re-raises these
+            # from an ASGI task, which would stop the worker.
+            error = RuntimeError(f"the WSGI app raised {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            self._push((error, _DONE), 0, final=True)
 
     def _run(self) -> None:
         adapter = self.adapter
