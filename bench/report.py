@@ -32,6 +32,7 @@ FRAMEWORK_PACKAGES = (
     "starlette",
     "fastapi",
     "pydantic",
+    "flask",
     "httptools",
     "uvloop",
     "websockets",
@@ -448,6 +449,9 @@ def to_markdown(
             )
     for scenario in scenarios:
         out += ["", f"## {scenario.title}", "", f"Measures {scenario.measures}.", ""]
-        out += scenario_table(scenario, outcomes[scenario.key], labels)
+        shown = labels
+        if scenario.interface == "wsgi":
+            shown = {spec.name: spec.wsgi_label for spec in servers}
+        out += scenario_table(scenario, outcomes[scenario.key], shown)
     out.append("")
     return "\n".join(out)

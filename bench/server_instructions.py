@@ -1,7 +1,7 @@
 """Instructions per request of whole servers, counted by valgrind: pier beside its peers.
 
     bench/.venv/bin/python -m bench.server_instructions [--servers pier,uvicorn,granian]
-        [--modes keepalive,close,json,fastapi,upload,stream,ws] [--scale 1.0]
+        [--modes keepalive,close,json,fastapi,upload,stream,ws,wsgi,flask] [--scale 1.0]
 
 Each server runs a bench app under callgrind (child processes included), started the
 way bench/run starts it (bench/servers.py). One client on this side sends requests one
@@ -14,6 +14,8 @@ at a time and reads each answer whole before the next:
     upload     a 1 MiB POST body read whole by a raw ASGI app (bench/apps/upload.py)
     stream     a 1 MiB response in 16 x 64 KiB body messages, chunked (bench/apps/stream.py)
     ws         32-byte text messages echoed over one WebSocket (bench/apps/websocket_echo.py)
+    wsgi       hello as a WSGI app (bench/apps/wsgi_hello.py), each server's WSGI mode
+    flask      the Flask JSON route over WSGI (bench/apps/flask_json.py)
 
 The server is counted twice, for N and 3N requests; the difference divided by 2N is
 its user-space cost per request, start-up and shutdown cancelled out. Unlike req/s or
@@ -69,6 +71,8 @@ class Mode:
     request: bytes = KEEP_ALIVE
     # Checks one (head, body) answer; raises SystemExit when it is wrong.
     check: Callable[[bytes, bytes], None] | None = None
+    # "wsgi": served through each server's WSGI mode (bench/servers.py).
+    interface: str = "asgi"
 
 
 def expect_body(expected: bytes) -> Callable[[bytes, bytes], None]:
@@ -110,6 +114,10 @@ MODES: tuple[Mode, ...] = (
     Mode("stream", "1 MiB streamed response", "bench.apps.stream:app", 100,
          check=expect_length(STREAM_TOTAL)),
     Mode("ws", "WebSocket echo (per message)", "bench.apps.websocket_echo:app", 1000),
+    Mode("wsgi", "WSGI keep-alive hello", "bench.apps.wsgi_hello:app", 500,
+         check=expect_body(HELLO_BODY), interface="wsgi"),
+    Mode("flask", "Flask JSON route (WSGI)", "bench.apps.flask_json:app", 500,
+         http_request("GET", "/json", 0), expect_status(b"200"), interface="wsgi"),
 )
 
 
@@ -161,7 +169,8 @@ def send_requests(port: int, count: int, mode: Mode) -> None:
 def count(server: str, mode: Mode, requests: int) -> int:
     """Instructions the server's processes ran in all, serving `requests` requests."""
     port = free_port()
-    command = by_name()[server].command(Launch(app=mode.app, port=port))
+    launch = Launch(app=mode.app, port=port, interface=mode.interface)
+    command = by_name()[server].command(launch)
     with tempfile.TemporaryDirectory() as out:
         valgrind = [
             "valgrind", "--tool=callgrind", "--trace-children=yes",

@@ -57,6 +57,8 @@ class ServerSpec:
     packages: tuple[str, ...]
     module: str
     command: Callable[[Launch], list[str]]
+    # How the server runs a WSGI app (the WSGI scenarios' tables say this instead).
+    wsgi_label: str = ""
 
     def available(self) -> str | None:
         """None when the server can be started, else why it cannot."""
@@ -188,6 +190,7 @@ SERVERS: tuple[ServerSpec, ...] = (
         packages=("pier", "httptools", "uvloop"),
         module="pier.__main__",
         command=_pier_command,
+        wsgi_label=f"pier --interface wsgi --wsgi-threads {WSGI_THREADS}",
     ),
     ServerSpec(
         name="uvicorn",
@@ -195,6 +198,7 @@ SERVERS: tuple[ServerSpec, ...] = (
         packages=("uvicorn", "httptools", "uvloop", "websockets"),
         module="uvicorn",
         command=_uvicorn_command,
+        wsgi_label="uvicorn --interface wsgi (its own WSGIMiddleware)",
     ),
     ServerSpec(
         name="granian",
@@ -202,6 +206,7 @@ SERVERS: tuple[ServerSpec, ...] = (
         packages=("granian",),
         module="granian",
         command=_granian_command,
+        wsgi_label=f"granian --interface wsgi --blocking-threads {WSGI_THREADS}",
     ),
     ServerSpec(
         name="gunicorn",
@@ -209,6 +214,7 @@ SERVERS: tuple[ServerSpec, ...] = (
         packages=("gunicorn", "gunicorn_h1c"),
         module="gunicorn.workers.gasgi",
         command=_gunicorn_command,
+        wsgi_label=f"gunicorn -k gthread --threads {WSGI_THREADS} (h1c parser)",
     ),
     ServerSpec(
         name="hypercorn",
@@ -216,6 +222,7 @@ SERVERS: tuple[ServerSpec, ...] = (
         packages=("hypercorn", "wsproto"),
         module="hypercorn",
         command=_hypercorn_command,
+        wsgi_label="hypercorn (WSGI detected, default executor)",
     ),
 )
 

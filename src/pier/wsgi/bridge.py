@@ -31,13 +31,13 @@ import os
 import stat
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from pier.asgi.wakeup import Wakeup
 from pier.types import Message, Receive, Scope, Send
-from pier.wsgi.environ import ClientGone, build_environ, default_errors, fetcher
+from pier.wsgi.environ import ClientGone, EnvironBuilder, default_errors
 from pier.wsgi.pool import ThreadPool
 
 __all__ = ["DEFAULT_THREADS", "FileWrapper", "WSGIAdapter"]
@@ -98,13 +98,28 @@ class FileWrapper:
         return os.path.abspath(name) if same and stat.S_ISREG(opened.st_mode) else None
 
 
+# Statuses and header pairs already checked and encoded: apps repeat the same few, and
+# checking one costs more than looking it up. Bounded (endless distinct Set-Cookie
+# values must not grow them); shared by the pool's threads (dict get/set are atomic).
+_CACHE_LIMIT = 1024
+_STATUS_CODES: dict[str, int] = {}
+_ENCODED: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+
+
 def _check_status(status: object) -> int:
+    if type(status) is str:
+        code = _STATUS_CODES.get(status)
+        if code is not None:
+            return code
     if not isinstance(status, str):
         raise TypeError(f"start_response() status must be a str like '200 OK', got {status!r}")
-    code = status[:3]
-    if len(status) < 4 or not code.isdigit() or status[3] != " ":
+    digits = status[:3]
+    if len(status) < 4 or not digits.isdigit() or status[3] != " ":
         raise ValueError(f"start_response() status must look like '200 OK', got {status!r}")
-    return int(code)
+    code = int(digits)
+    if len(_STATUS_CODES) < _CACHE_LIMIT:
+        _STATUS_CODES[status] = code
+    return code
 
 
 def _encode_headers(headers: object) -> list[tuple[bytes, bytes]]:
@@ -114,20 +129,33 @@ def _encode_headers(headers: object) -> list[tuple[bytes, bytes]]:
             f" got {type(headers).__name__}"
         )
     encoded = []
+    cache = _ENCODED
     for item in headers:
-        if type(item) is not tuple or len(item) != 2:
-            raise TypeError(f"start_response() header must be a (name, value) tuple, got {item!r}")
-        name, value = item
-        if type(name) is not str or type(value) is not str:
-            raise TypeError(f"start_response() header names and values must be str, got {item!r}")
         try:
-            encoded.append((name.lower().encode("latin-1"), value.encode("latin-1")))
-        except UnicodeEncodeError:
-            raise ValueError(
-                f"start_response() header {item!r} is not latin-1 (PEP 3333 headers are"
-                " latin-1 strings; encode other text, e.g. RFC 8187 for filenames)"
-            ) from None
+            pair = cache.get(item)
+        except TypeError:  # unhashable: not a pair of str, said below
+            pair = None
+        if pair is None:
+            pair = _encode_header(item)
+            if len(cache) < _CACHE_LIMIT:
+                cache[item] = pair
+        encoded.append(pair)
     return encoded
+
+
+def _encode_header(item: object) -> tuple[bytes, bytes]:
+    if type(item) is not tuple or len(item) != 2:
+        raise TypeError(f"start_response() header must be a (name, value) tuple, got {item!r}")
+    name, value = item
+    if type(name) is not str or type(value) is not str:
+        raise TypeError(f"start_response() header names and values must be str, got {item!r}")
+    try:
+        return name.lower().encode("latin-1"), value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"start_response() header {item!r} is not latin-1 (PEP 3333 headers are"
+            " latin-1 strings; encode other text, e.g. RFC 8187 for filenames)"
+        ) from None
 
 
 class _Exchange(Wakeup):
@@ -236,13 +264,7 @@ class _Exchange(Wakeup):
     def _run(self) -> None:
         adapter = self.adapter
         scope = self.scope
-        environ = build_environ(
-            scope,
-            fetch=fetcher(self.loop, self.receive),
-            errors=adapter.errors,
-            file_wrapper=FileWrapper,
-            multiprocess=adapter.multiprocess,
-        )
+        environ = adapter.environ.build(scope, self._fetch)
         result: Iterable[bytes] = adapter.app(environ, self._start_response)
         tail = b""
         try:
@@ -268,6 +290,11 @@ class _Exchange(Wakeup):
             if close is not None:
                 close()
         self._finish(tail)
+
+    def _fetch(self) -> Message:
+        """receive() run on the loop, waited for in the app's thread (wsgi.input)."""
+        receiving = cast(Coroutine[Any, Any, Message], self.receive())
+        return asyncio.run_coroutine_threadsafe(receiving, self.loop).result()
 
     def _start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
@@ -375,13 +402,14 @@ def _check_chunk(chunk: object) -> None:
 class WSGIAdapter:
     """Serves a WSGI app through pier's ASGI request lifecycle."""
 
-    __slots__ = ("app", "errors", "multiprocess", "pool")
+    __slots__ = ("app", "environ", "pool")
 
     def __init__(self, app: Any, *, threads: int = DEFAULT_THREADS, multiprocess: bool = False):
         self.app = app
         self.pool = ThreadPool(threads)
-        self.multiprocess = multiprocess
-        self.errors = default_errors()
+        self.environ = EnvironBuilder(
+            errors=default_errors(), file_wrapper=FileWrapper, multiprocess=multiprocess
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

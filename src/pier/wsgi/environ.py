@@ -16,7 +16,6 @@ What does not live here: running the app, start_response and the response (bridg
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,7 +23,7 @@ from urllib.parse import unquote_to_bytes
 
 from pier.types import Message, Scope
 
-__all__ = ["InputStream", "build_environ"]
+__all__ = ["EnvironBuilder", "InputStream"]
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
@@ -134,16 +133,6 @@ class InputStream:
             yield line
 
 
-def fetcher(loop: asyncio.AbstractEventLoop, receive: Any) -> Callable[[], Message]:
-    """A blocking receive() for the app's thread."""
-
-    def fetch() -> Message:
-        message: Message = asyncio.run_coroutine_threadsafe(receive(), loop).result()
-        return message
-
-    return fetch
-
-
 def _server(scope: Scope, host: str | None) -> tuple[str, str]:
     server = scope.get("server")
     if server and server[1] is not None:
@@ -159,68 +148,101 @@ def _server(scope: Scope, host: str | None) -> tuple[str, str]:
     return "localhost", _DEFAULT_PORTS.get(scheme, "80")
 
 
-def build_environ(
-    scope: Scope,
-    *,
-    fetch: Callable[[], Message],
-    errors: Any,
-    file_wrapper: Any,
-    multiprocess: bool,
-) -> dict[str, Any]:
-    """The PEP 3333 environ for an ASGI http scope; wsgi.input reads through fetch()."""
-    root_path: str = scope.get("root_path", "")
-    raw_root = root_path.encode("utf-8")
-    raw_path: bytes | None = scope.get("raw_path")
-    if raw_path is None:
-        raw_path = scope["path"].encode("utf-8")
-    if raw_root and raw_path.startswith(raw_root):
-        raw_path = raw_path[len(raw_root) :]
-    if raw_path.find(b"%") >= 0:
-        raw_path = unquote_to_bytes(raw_path)
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": scope["method"],
-        "SCRIPT_NAME": raw_root.decode("latin-1"),
-        "PATH_INFO": raw_path.decode("latin-1"),
-        "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
-        "SERVER_PROTOCOL": "HTTP/" + scope.get("http_version", "1.1"),
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": scope.get("scheme", "http"),
-        # Read by Werkzeug and Django: the body ends where the server says (chunked
-        # requests have no CONTENT_LENGTH), not at CONTENT_LENGTH only.
-        "wsgi.input_terminated": True,
-        "wsgi.errors": errors,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": multiprocess,
-        "wsgi.run_once": False,
-        "wsgi.file_wrapper": file_wrapper,
-    }
-    host = None
-    for raw_name, raw_value in scope["headers"]:
-        name = raw_name.decode("latin-1").upper()
-        if "_" in name:
-            # X_Forwarded_For and X-Forwarded-For would both become
-            # HTTP_X_FORWARDED_FOR: drop the underscore form so a client cannot
-            # shadow a header a proxy set (gunicorn and nginx do the same).
-            continue
-        value = raw_value.decode("latin-1")
-        if name == "CONTENT-LENGTH":
-            key = "CONTENT_LENGTH"
-        elif name == "CONTENT-TYPE":
-            key = "CONTENT_TYPE"
-        else:
-            key = "HTTP_" + name.replace("-", "_")
-            if key == "HTTP_HOST":
-                host = value
-        if key in environ:
-            value = environ[key] + _JOIN.get(key, ",") + value
-        environ[key] = value
-    environ["SERVER_NAME"], environ["SERVER_PORT"] = _server(scope, host)
-    client = scope.get("client")
-    if client:
-        environ["REMOTE_ADDR"] = str(client[0])
-        environ["REMOTE_PORT"] = str(client[1])
-    environ["wsgi.input"] = _input(environ, scope, fetch)
-    return environ
+# Header-name and server-address translations kept per adapter: clients repeat the
+# same few names. Bounded, so a client sending endless distinct names cannot grow them.
+_CACHE_LIMIT = 512
+_DROPPED = ""  # cached translation of a header name that never reaches the environ
+
+
+class EnvironBuilder:
+    """Builds the PEP 3333 environ for each ASGI http scope of one app.
+
+    What is the same for every request (wsgi.version, wsgi.errors, ...) is a template
+    copied per request; header names are translated once (`accept-encoding` ->
+    `HTTP_ACCEPT_ENCODING`) and remembered.
+    """
+
+    __slots__ = ("_base", "_names", "_servers")
+
+    def __init__(self, *, errors: Any, file_wrapper: Any, multiprocess: bool) -> None:
+        self._base: dict[str, Any] = {
+            "SCRIPT_NAME": "",
+            "wsgi.version": (1, 0),
+            # Read by Werkzeug and Django: the body ends where the server says (chunked
+            # requests have no CONTENT_LENGTH), not at CONTENT_LENGTH only.
+            "wsgi.input_terminated": True,
+            "wsgi.errors": errors,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": multiprocess,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": file_wrapper,
+        }
+        self._names: dict[bytes, str] = {}
+        self._servers: dict[Any, tuple[str, str]] = {}
+
+    def build(self, scope: Scope, fetch: Callable[[], Message]) -> dict[str, Any]:
+        """The environ for scope; wsgi.input reads through fetch()."""
+        environ = self._base.copy()
+        raw_path: bytes | None = scope.get("raw_path")
+        if raw_path is None:
+            raw_path = scope["path"].encode("utf-8")
+        root_path: str = scope.get("root_path", "")
+        if root_path:
+            raw_root = root_path.encode("utf-8")
+            environ["SCRIPT_NAME"] = raw_root.decode("latin-1")
+            if raw_path.startswith(raw_root):
+                raw_path = raw_path[len(raw_root) :]
+        if raw_path.find(b"%") >= 0:
+            raw_path = unquote_to_bytes(raw_path)
+        environ["REQUEST_METHOD"] = scope["method"]
+        environ["PATH_INFO"] = raw_path.decode("latin-1")
+        environ["QUERY_STRING"] = scope.get("query_string", b"").decode("latin-1")
+        environ["SERVER_PROTOCOL"] = "HTTP/" + scope.get("http_version", "1.1")
+        environ["wsgi.url_scheme"] = scope.get("scheme", "http")
+        names = self._names
+        for raw_name, raw_value in scope["headers"]:
+            key = names.get(raw_name)
+            if key is None:
+                key = _environ_key(raw_name)
+                if len(names) < _CACHE_LIMIT:
+                    names[raw_name] = key
+            if not key:  # _DROPPED
+                continue
+            value = raw_value.decode("latin-1")
+            if key in environ:
+                value = environ[key] + _JOIN.get(key, ",") + value
+            environ[key] = value
+        server = scope.get("server")
+        address = self._servers.get(server) if server is not None else None
+        if address is None:
+            address = _server(scope, environ.get("HTTP_HOST"))
+            if server is not None and server[1] is not None and len(self._servers) < _CACHE_LIMIT:
+                self._servers[server] = address
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = address
+        client = scope.get("client")
+        if client:
+            environ["REMOTE_ADDR"] = client[0]
+            environ["REMOTE_PORT"] = str(client[1])
+        environ["wsgi.input"] = _input(environ, scope, fetch)
+        return environ
+
+
+def _environ_key(raw_name: bytes) -> str:
+    name = raw_name.decode("latin-1").upper()
+    if "_" in name:
+        # X_Forwarded_For and X-Forwarded-For would both become HTTP_X_FORWARDED_FOR:
+        # drop the underscore form so a client cannot shadow a header a proxy set
+        # (gunicorn and nginx do the same).
+        return _DROPPED
+    if name == "CONTENT-LENGTH":
+        return "CONTENT_LENGTH"
+    if name == "CONTENT-TYPE":
+        return "CONTENT_TYPE"
+    return "HTTP_" + name.replace("-", "_")
+
+
+# wsgi.input of every request without a body: nothing to read, no state to share.
+_NO_BODY = InputStream(None, 0)
 
 
 def _input(environ: dict[str, Any], scope: Scope, fetch: Callable[[], Message]) -> InputStream:
@@ -230,12 +252,12 @@ def _input(environ: dict[str, Any], scope: Scope, fetch: Callable[[], Message]) 
             size = int(length)
         except ValueError:
             size = 0
-        return InputStream(fetch if size > 0 else None, size)
+        return InputStream(fetch, size) if size > 0 else _NO_BODY
     if "HTTP_TRANSFER_ENCODING" in environ or scope.get("http_version") not in ("1.0", "1.1"):
         # Chunked, or HTTP/2 and later, where a body needs no Content-Length.
         return InputStream(fetch, None)
     # HTTP/1.x without either header has no body (RFC 9112 section 6.3): no hop.
-    return InputStream(None, 0)
+    return _NO_BODY
 
 
 def default_errors() -> Any:
