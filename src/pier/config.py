@@ -330,6 +330,42 @@ def _parse_ssl_version(value: object) -> int:
     return number
 
 
+# --access-log-format's fields (pier.logging.AccessLog fills them). {request_header:NAME}
+# and {response_header:NAME} take any header; other fields take a format spec
+# ({duration_ms:.1f}).
+ACCESS_LOG_FIELDS = (
+    "client", "method", "target", "protocol", "status", "bytes", "duration_ms",
+    "duration_us", "request_id", "user_agent", "referer", "ended",
+)
+ACCESS_LOG_HEADER_FIELDS = ("request_header", "response_header")
+
+
+def _parse_access_log_format(value: object) -> str:
+    import string
+
+    if not isinstance(value, str):
+        raise _Invalid("a format string with {fields}")
+    try:
+        parts = list(string.Formatter().parse(value))
+    except ValueError as exc:
+        raise _Invalid(
+            f"a format string with {{fields}} ({exc}; write {{{{ for a brace)"
+        ) from None
+    for _, field, spec, _ in parts:
+        if field is None:
+            continue
+        if field in ACCESS_LOG_HEADER_FIELDS:
+            if not spec or not _TOKEN.match(spec):
+                raise _Invalid(f"{{{field}:NAME}} with a header name, e.g. {{{field}:x-trace}}")
+        elif field not in ACCESS_LOG_FIELDS:
+            hint = _suggest(field, (*ACCESS_LOG_FIELDS, *ACCESS_LOG_HEADER_FIELDS))
+            raise _Invalid(
+                f"fields from {', '.join(ACCESS_LOG_FIELDS)}, request_header:NAME,"
+                f" response_header:NAME (not {{{field}}}{hint})"
+            )
+    return value
+
+
 OptionKind = Literal["positional", "value", "flag", "append"]
 
 
@@ -533,6 +569,16 @@ _OPTIONS: tuple[Option, ...] = (
     _row("log_config", None, _parse_log_config,
          "logging config file: .json/.yaml/.yml (dictConfig) or .ini (fileConfig)",
          LOGGING, metavar="PATH"),
+    _row("access_log_format", None, _optional(_parse_access_log_format),
+         "access line with named fields in braces: " + ", ".join(ACCESS_LOG_FIELDS)
+         + ", {request_header:NAME}, {response_header:NAME}; e.g. '{client}"
+         ' "{method} {target} {protocol}" {status} {bytes} {duration_ms}'
+         "'", LOGGING, metavar="FORMAT",
+         default_text='\'{client} - "{method} {target} {protocol}" {status} {bytes}B'
+         " {duration_ms:.2f}ms'"),
+    _row("log_format", "text", _parse_str,
+         "text lines, or json: one JSON object per line for the server and access logs",
+         LOGGING, choices=("text", "json")),
     _row("use_colors", None, _parse_bool,
          "colour the level names in pier's log lines", LOGGING, kind="flag",
          default_text="only on a terminal, unless NO_COLOR is set"),
@@ -802,6 +848,8 @@ class Config:
     log_level: str
     access_log: bool
     log_config: str | dict[str, Any] | None
+    access_log_format: str | None
+    log_format: str
     use_colors: bool | None
     # issue 5: workers, sockets, reload, TLS
     bind: list[str]

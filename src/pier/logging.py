@@ -13,7 +13,13 @@ Rules:
    newlines and ANSI escapes never reach a terminal or log file verbatim
    (the CVE-2020-7694 class: forged log lines, terminal escape injection).
 4. Hot path: `AccessLog.enabled` is decided once; the server tests it before building
-   anything. `record()` formats lazily with %-style arguments.
+   anything. `record()` formats lazily with %-style arguments. The request target is
+   logged as received (`/a%20b`), so a line always splits on spaces.
+5. --access-log-format names fields ({client} {status} {request_header:x-id}...); it is
+   compiled once into getters. --log-format json makes both loggers write one JSON
+   object per line (`JsonFormatter`), access lines with every field as a key.
+6. A --log-config written for uvicorn (loggers "uvicorn", "uvicorn.error",
+   "uvicorn.access") is applied to pier's loggers, with an info line saying so.
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ import json
 import logging
 import logging.config
 import os
+import string
 import sys
+import time
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 from pier.config import Config
@@ -35,6 +44,7 @@ __all__ = [
     "TRACE",
     "AccessLog",
     "DefaultFormatter",
+    "JsonFormatter",
     "configure",
     "escape",
 ]
@@ -62,7 +72,7 @@ def escape(text: str | bytes) -> str:
     backslashed so the quoted request line in the access log stays unambiguous.
     Bytes are read as UTF-8; bytes that are not UTF-8 are shown as \\xNN.
     """
-    if isinstance(text, bytes | bytearray):
+    if not isinstance(text, str):  # bytes from the wire (a raw path, a header)
         text = bytes(text).decode("utf-8", "surrogateescape")
     # Fast path: almost every real path and query is printable ASCII or UTF-8 text.
     if text.isprintable() and '"' not in text and "\\" not in text:
@@ -116,8 +126,10 @@ def _wants_colour(use_colors: bool | None, stream: TextIO) -> bool:
 class DefaultFormatter(logging.Formatter):
     """Adds %(levelprefix)s ("INFO:     ", coloured when wanted) to the record.
 
-    Usable from a dictConfig: {"()": "pier.logging.DefaultFormatter",
-    "fmt": "%(levelprefix)s %(message)s", "use_colors": false}.
+    `tag_process` (a worker of --workers N) puts "[PID] " before each message, so
+    the lines of several workers can be told apart. Usable from a dictConfig:
+    {"()": "pier.logging.DefaultFormatter", "fmt": "%(levelprefix)s %(message)s",
+    "use_colors": false}.
     """
 
     def __init__(
@@ -127,9 +139,11 @@ class DefaultFormatter(logging.Formatter):
         style: Any = "%",
         *,
         use_colors: bool | None = None,
+        tag_process: bool = False,
     ) -> None:
         super().__init__(fmt, datefmt, style)
         self.use_colors = _wants_colour(use_colors, sys.stderr)
+        self.tag_process = tag_process
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         prefix = f"{record.levelname}:".ljust(9)
@@ -137,15 +151,51 @@ class DefaultFormatter(logging.Formatter):
             colour = _COLOURS.get(record.levelno)
             if colour:
                 prefix = f"{colour}{prefix}{_RESET}"
+        if self.tag_process:
+            prefix = f"{prefix} [{record.process}]"
         record.levelprefix = prefix
         return super().formatMessage(record)
+
+
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "levelprefix", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, pid, message, then the record's
+    extra fields (an access line's client, method, target, status...) and, for an
+    error, the traceback as "exception". Usable from a dictConfig:
+    {"()": "pier.logging.JsonFormatter"}.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "access", None)
+        if isinstance(fields, dict):
+            data.update(fields)
+        else:
+            for key, value in vars(record).items():
+                if key not in _RECORD_ATTRIBUTES and key not in data:
+                    data[key] = value
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str, ensure_ascii=False)
 
 
 # --- configure -------------------------------------------------------------------------
 
 
-def configure(config: Config) -> None:
-    """Set up pier's loggers from `config` (log_config, log_level, access_log, use_colors).
+def configure(config: Config, *, worker: bool = False) -> None:
+    """Set up pier's loggers from `config` (log_config, log_level, access_log, use_colors,
+    log_format). `worker`: this is one of several worker processes (lines carry its pid).
 
     Safe to call more than once: handlers a previous call installed are replaced.
     Raises ConfigError naming the file if log_config cannot be loaded.
@@ -166,13 +216,16 @@ def configure(config: Config) -> None:
             logger.propagate = True
             logger.disabled = False
         _load_log_config(config.log_config)
+        adopted = _adopt_uvicorn_loggers()
         set_levels = "log_level" in config.given
     else:
-        pier_logger.addHandler(_handler(sys.stderr, config.use_colors))
+        json_lines = config.log_format == "json"
+        pier_logger.addHandler(_handler(sys.stderr, config.use_colors, json_lines, worker))
         pier_logger.propagate = False
-        access_logger.addHandler(_handler(sys.stdout, config.use_colors))
+        access_logger.addHandler(_handler(sys.stdout, config.use_colors, json_lines, False))
         access_logger.propagate = False
         set_levels = True
+        adopted = []
 
     if set_levels:
         level = config.log_level_number
@@ -188,13 +241,49 @@ def configure(config: Config) -> None:
         # False and the server skips building access lines altogether.
         access_logger.setLevel(_DISABLED)
         access_logger.propagate = False
+    for theirs, ours in adopted:
+        error_logger.info(
+            "--log-config configures uvicorn's logger %r; applied to pier's %r"
+            " (pier's loggers: pier.error, pier.access)", theirs, ours)
 
 
-def _handler(stream: TextIO, use_colors: bool | None) -> logging.Handler:
+def _handler(
+    stream: TextIO, use_colors: bool | None, json_lines: bool, tag_process: bool
+) -> logging.Handler:
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(DefaultFormatter(use_colors=_wants_colour(use_colors, stream)))
+    if json_lines:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(DefaultFormatter(
+            use_colors=_wants_colour(use_colors, stream), tag_process=tag_process))
     setattr(handler, _OUR_HANDLER, True)
     return handler
+
+
+# uvicorn's logger names and pier's: a --log-config written for uvicorn works here too.
+UVICORN_LOGGERS = {"uvicorn": "pier", "uvicorn.error": ERROR_LOGGER,
+                   "uvicorn.access": ACCESS_LOGGER}
+
+
+def _adopt_uvicorn_loggers() -> list[tuple[str, str]]:
+    """Give pier's loggers what the config file gave uvicorn's; [(theirs, ours)]."""
+    adopted = []
+    known = logging.Logger.manager.loggerDict
+    for theirs, ours in UVICORN_LOGGERS.items():
+        source = known.get(theirs)
+        if not isinstance(source, logging.Logger):
+            continue
+        if not source.handlers and source.level == logging.NOTSET:
+            continue
+        target = logging.getLogger(ours)
+        target_configured = target.handlers or target.level != logging.NOTSET
+        if target_configured:
+            continue  # the file configures pier's logger itself: that wins
+        target.handlers = list(source.handlers)
+        target.setLevel(source.level)
+        target.propagate = source.propagate
+        adopted.append((theirs, ours))
+    return adopted
 
 
 def _load_log_config(log_config: str | dict[str, Any]) -> None:
@@ -277,34 +366,50 @@ def _one_line(exc: BaseException) -> str:
 
 
 class AccessLog:
-    """One line per finished request on "pier.access"; create it after `configure`.
+    """One line per finished response on "pier.access"; create it after `configure`.
 
     The server checks `enabled` before gathering anything, then calls `record`.
+    `fmt` is --access-log-format; `structured` (--log-format json) puts every field on
+    the record as `record.access` for JsonFormatter.
     """
 
-    __slots__ = ("_logger", "enabled")
+    __slots__ = ("_logger", "_parts", "_plain", "_structured", "enabled")
 
-    def __init__(self, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger | None = None,
+        *,
+        fmt: str | None = None,
+        structured: bool = False,
+    ) -> None:
         self._logger = logger if logger is not None else logging.getLogger(ACCESS_LOGGER)
         self.enabled: bool = self._logger.isEnabledFor(logging.INFO)
+        self._parts = None if fmt is None else list(string.Formatter().parse(fmt))
+        self._structured = structured
+        self._plain = fmt is None and not structured
 
     def record(
         self,
         *,
         client: tuple[str, int] | None,
         method: str,
-        path: str,
+        path: str | bytes,
         query_string: bytes,
         http_version: str,
         status: int,
         size: int,
         duration: float,
+        request_headers: Iterable[tuple[bytes, bytes]] = (),
+        response_headers: Iterable[Any] = (),
+        ended: str = "completed",
     ) -> None:
-        """Log `127.0.0.1:51234 - "GET /a?b=1 HTTP/1.1" 200 13B 0.42ms`.
+        """Log `127.0.0.1:51234 - "GET /a%20b?c=1 HTTP/1.1" 200 13B 0.42ms`.
 
-        `size` is response body bytes, `duration` seconds. The escaped fields are also
-        on the LogRecord (client_addr, method, path, query_string, http_version,
-        status_code, size, duration) for custom formatters.
+        `path` is the target's path as received (raw, not percent-decoded), `size`
+        the response body bytes sent, `duration` seconds, `ended` how the response
+        ended when not "completed" (shown after the line). The escaped fields are
+        also on the LogRecord (client_addr, method, path, query_string,
+        http_version, status_code, size, duration, ended) for custom formatters.
         """
         if client is None:
             client_addr = "-"
@@ -317,28 +422,118 @@ class AccessLog:
         logger = self._logger
         if not logger.isEnabledFor(_INFO):  # a level raised after start-up still counts
             return
-        # makeRecord + handle is Logger.info minus findCaller's stack walk, which was a
-        # fifth of this method's cost (cProfile, 50k calls); the caller is always here.
+        if self._plain and ended == "completed":
+            # The default line: kept to the shape it had before the formats existed
+            # (bench/instructions snippet: every extra key or branch here is ~300).
+            # makeRecord + handle is Logger.info minus findCaller's stack walk, which
+            # was a fifth of this method's cost (cProfile, 50k calls).
+            logger.handle(
+                logger.makeRecord(
+                    logger.name,
+                    _INFO,
+                    __file__,
+                    0,
+                    _ACCESS_FORMAT,
+                    (client_addr, method, path, "?" if query else "", query, http_version,
+                     status, size, duration * 1000.0),
+                    None,
+                    "AccessLog.record",
+                    {
+                        "client_addr": client_addr,
+                        "method": method,
+                        "path": path,
+                        "query_string": query,
+                        "http_version": http_version,
+                        "status_code": status,
+                        "size": size,
+                        "duration": duration,
+                    },
+                )
+            )
+            return
+        extra: dict[str, Any] = {
+            "client_addr": client_addr,
+            "method": method,
+            "path": path,
+            "query_string": query,
+            "http_version": http_version,
+            "status_code": status,
+            "size": size,
+            "duration": duration,
+            "ended": ended,
+        }
+        if self._plain:
+            msg = _ACCESS_FORMAT + " %s"
+            args: tuple[Any, ...] = (
+                client_addr, method, path, "?" if query else "", query, http_version,
+                status, size, duration * 1000.0, ended)
+        else:
+            fields = _access_fields(extra, request_headers)
+            msg = self._render(fields, request_headers, response_headers)
+            args = ()
+            if self._structured:
+                extra["access"] = fields
         logger.handle(
             logger.makeRecord(
-                logger.name,
-                _INFO,
-                __file__,
-                0,
-                _ACCESS_FORMAT,
-                (client_addr, method, path, "?" if query else "", query, http_version,
-                 status, size, duration * 1000.0),
-                None,
-                "AccessLog.record",
-                {
-                    "client_addr": client_addr,
-                    "method": method,
-                    "path": path,
-                    "query_string": query,
-                    "http_version": http_version,
-                    "status_code": status,
-                    "size": size,
-                    "duration": duration,
-                },
+                logger.name, _INFO, __file__, 0, msg, args, None, "AccessLog.record", extra
             )
         )
+
+    def _render(
+        self,
+        fields: dict[str, Any],
+        request_headers: Iterable[tuple[bytes, bytes]],
+        response_headers: Iterable[Any],
+    ) -> str:
+        if self._parts is None:  # the default line, for JSON's "message"
+            line = (
+                f'{fields["client"]} - "{fields["method"]} {fields["target"]}'
+                f' {fields["protocol"]}" {fields["status"]} {fields["bytes"]}B'
+                f' {fields["duration_ms"]:.2f}ms'
+            )
+            return line if fields["ended"] == "completed" else f"{line} {fields['ended']}"
+        out = []
+        for literal, name, spec, _ in self._parts:
+            out.append(literal)
+            if name is None:
+                continue
+            if name == "request_header":
+                value: Any = _header(request_headers, spec or "")
+            elif name == "response_header":
+                value = _header(response_headers, spec or "")
+            else:
+                value = format(fields[name], spec or "")
+            out.append(str(value))
+        return "".join(out)
+
+
+def _access_fields(
+    extra: dict[str, Any], request_headers: Iterable[tuple[bytes, bytes]]
+) -> dict[str, Any]:
+    """--access-log-format's named fields (pier.config.ACCESS_LOG_FIELDS)."""
+    query = extra["query_string"]
+    duration = extra["duration"]
+    headers = list(request_headers)
+    return {
+        "client": extra["client_addr"],
+        "method": extra["method"],
+        "target": extra["path"] + ("?" + query if query else ""),
+        "protocol": "HTTP/" + extra["http_version"],
+        "status": extra["status_code"],
+        "bytes": extra["size"],
+        "duration_ms": round(duration * 1000.0, 3),
+        "duration_us": int(duration * 1_000_000),
+        "request_id": _header(headers, "x-request-id"),
+        "user_agent": _header(headers, "user-agent"),
+        "referer": _header(headers, "referer"),
+        "ended": extra["ended"],
+    }
+
+
+def _header(headers: Iterable[Any], name: str) -> str:
+    """The first header `name` (any case) escaped for the log, or "-"."""
+    wanted = name.lower().encode("latin-1")
+    for key, value in headers:
+        if bytes(key).lower() == wanted:
+            return escape(bytes(value))
+    return "-"

@@ -40,7 +40,9 @@ def run_config(config: Config) -> int:
     try:
         server.run()
     except PierError as exc:
-        logger.error("%s", exc)
+        from pier.io.server import log_startup_error
+
+        log_startup_error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
         return 0

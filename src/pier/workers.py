@@ -112,6 +112,7 @@ class PierWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
         server = self.server = Server(config)
         server.announce = False  # gunicorn logged "Listening at" already
         server.drain_idle = DRAIN_IDLE
+        server.spell_option = gunicorn_option
         if self.cfg.max_requests > 0:
             server.request_limit = self.max_requests  # gunicorn added the jitter
             server.on_request_limit = self._leave_after_max_requests
@@ -191,6 +192,14 @@ class _Heartbeat:
     def stop(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
+
+
+def gunicorn_option(name: str, value: str) -> str:
+    """How a gunicorn user sets a pier option: gunicorn's command line has no place."""
+    return (
+        f"CONFIG_KWARGS = {{{name!r}: {value!r}}} in a subclass of pier.workers.PierWorker"
+        " (gunicorn -k yourmodule.YourWorker)"
+    )
 
 
 def _ips(value: Any) -> str:

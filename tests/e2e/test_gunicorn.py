@@ -123,3 +123,15 @@ def test_a_failed_lifespan_startup_stops_gunicorn(tmp_path: Path) -> None:
         assert server.wait() == 3  # gunicorn's "Worker failed to boot."
     assert "database unreachable" in server.output
     assert "Worker failed to boot" in server.output
+
+
+def test_the_lifespan_hint_names_gunicorns_way(tmp_path: Path) -> None:
+    # gunicorn has no --lifespan: the hint names the worker subclass that sets it.
+    with gunicorn("-w", "1", "tests.supervisor.apps:http_only", tmp_path=tmp_path) as server:
+        assert get(server.host, server.port)[0] == 200
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
+    assert "does not support the ASGI lifespan protocol" in server.output
+    assert "use CONFIG_KWARGS = {'lifespan': 'off'} in a subclass of" \
+        " pier.workers.PierWorker" in server.output, server.output
+    assert "--lifespan" not in server.output

@@ -242,3 +242,26 @@ def test_a_bad_certificate_stops_the_cli_with_exit_code_1(tmp_path: Path) -> Non
 )
 def test_client_cert_name_is_rfc_4514(subject: Any, name: str) -> None:
     assert distinguished_name(subject) == name
+
+
+def test_a_certificate_and_key_of_different_types_say_so(tmp_path: Path) -> None:
+    # OpenSSL's own words for this are NO_CERTIFICATE_ASSIGNED or KEY_VALUES_MISMATCH.
+    ca = trustme.CA()
+    ec = ca.issue_cert("127.0.0.1", key_type=trustme.KeyType.ECDSA)
+    rsa = ca.issue_cert("127.0.0.1", key_type=trustme.KeyType.RSA)
+    cert, key = tmp_path / "ec.pem", tmp_path / "rsa.key"
+    ec.cert_chain_pems[0].write_to_path(str(cert))
+    rsa.private_key_pem.write_to_path(str(key))
+    with pytest.raises(ConfigError, match=r"holds an EC certificate but --ssl-keyfile .* an RSA"
+                       r" private key; pass the EC key"):
+        create_ssl_context(Config("m:a", ssl_certfile=str(cert), ssl_keyfile=str(key)))
+    pkcs8 = tmp_path / "rsa8.key"
+    pkcs8.write_bytes(_pkcs8(rsa.private_key_pem.bytes()))
+    with pytest.raises(ConfigError, match="an RSA private key"):
+        create_ssl_context(Config("m:a", ssl_certfile=str(cert), ssl_keyfile=str(pkcs8)))
+
+
+def _pkcs8(pem: bytes) -> bytes:
+    key = serialization.load_pem_private_key(pem, password=None)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())

@@ -68,6 +68,13 @@ async def failing_startup(scope: Scope, receive: Receive, send: Send) -> None:
     await _respond(send, b"never")
 
 
+async def http_only(scope: Scope, receive: Receive, send: Send) -> None:
+    """An app without lifespan support, as many hand-written apps are."""
+    if scope["type"] != "http":
+        raise ValueError("this app only does http")
+    await _respond(send, str(os.getpid()).encode())
+
+
 if os.environ.get("APPS_FAIL_IF_EXISTS") and os.path.exists(os.environ["APPS_FAIL_IF_EXISTS"]):
     raise RuntimeError("marker file present: this deploy is broken")
 

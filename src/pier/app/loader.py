@@ -165,8 +165,8 @@ def _import(module_name: str) -> types.ModuleType:
 def _import_failed(module_name: str, exc: BaseException) -> AppImportFailed:
     return AppImportFailed(
         f'module "{module_name}" raised {_exc_text(exc)} at {_where(exc)} while being '
-        f'imported; fix that error (python -c "import {module_name}" shows the '
-        "full traceback)"
+        f'imported; fix that error (--log-level debug or python -c "import {module_name}"'
+        " shows the full traceback)"
     )
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
+from collections.abc import Callable
 from typing import Any
 
 from pier.asgi.http import ASGIProtocolError
@@ -36,11 +38,25 @@ def _is_lifespan(kind: object) -> bool:
     return isinstance(kind, str) and kind.startswith("lifespan.")
 
 
+def command_line_option(name: str, value: str) -> str:
+    """How a user sets option `name` to `value` when pier runs from its command line."""
+    return f"--{name.replace('_', '-')} {value}"
+
+
 class Lifespan:
-    def __init__(self, app: ASGIApp, *, mode: str, state: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        mode: str,
+        state: dict[str, Any],
+        spell: Callable[[str, str], str] = command_line_option,
+    ) -> None:
         self.app = app
         self.mode = mode
         self.state = state
+        self.spell = spell
+        """Names a setting in hints the way this user sets it (gunicorn has no flags)."""
         self.supported = mode != "off"
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
         self._answer: asyncio.Future[Message] | None = None
@@ -51,6 +67,9 @@ class Lifespan:
         self._startup_answered = False
         # The error send() raised for a message out of turn (rule 4).
         self._protocol_error: ASGIProtocolError | None = None
+        # The app answered "...failed": startup()/shutdown() report it, with the app's
+        # exception when the message lacks it, so a failure is logged once, not twice.
+        self._failed_answer = False
 
     async def startup(self) -> None:
         if not self.supported:
@@ -64,10 +83,7 @@ class Lifespan:
         if kind == "lifespan.startup.complete":
             return
         if kind == "lifespan.startup.failed":
-            raise LifespanFailed(
-                "application startup failed: "
-                + (answer.get("message") or "(the app gave no message)")
-            )
+            raise LifespanFailed("application startup failed: " + self._failure(answer))
         if kind == _BROKEN and (self.mode == "on" or _is_lifespan(answer.get("sent"))):
             raise LifespanFailed(f"the app broke the lifespan protocol: {answer['message']}")
         # The app stopped before answering (or answered with something else entirely).
@@ -78,13 +94,14 @@ class Lifespan:
                 else "it returned without sending 'lifespan.startup.complete'"
             )
             raise LifespanFailed(
-                f"--lifespan on, but the app does not handle the lifespan scope ({detail});"
-                " use --lifespan auto or off, or handle 'lifespan.startup'"
+                f"{self.spell('lifespan', 'on')}, but the app does not handle the lifespan"
+                f" scope ({detail}); use {self.spell('lifespan', 'auto')} or"
+                f" {self.spell('lifespan', 'off')}, or handle 'lifespan.startup'"
             )
         self.supported = False
         logger.info(
             "The app does not support the ASGI lifespan protocol; going on without it"
-            " (use --lifespan off to skip this check)"
+            f" (use {self.spell('lifespan', 'off')} to skip this check)"
         )
 
     async def shutdown(self) -> None:
@@ -96,15 +113,20 @@ class Lifespan:
         answer = await self._answer
         await asyncio.wait([self._task], timeout=1.0)
         if answer["type"] == "lifespan.shutdown.failed":
-            raise LifespanFailed(
-                "application shutdown failed: "
-                + (answer.get("message") or "(the app gave no message)")
-            )
+            raise LifespanFailed("application shutdown failed: " + self._failure(answer))
         if answer["type"] == _BROKEN:
             raise LifespanFailed(
                 f"application shutdown failed: the app broke the lifespan protocol:"
                 f" {answer['message']}"
             )
+
+    def _failure(self, answer: Message) -> str:
+        """The app's failure message, plus its exception when the message lacks it."""
+        message = str(answer.get("message") or "(the app gave no message)").rstrip()
+        error = self._app_error
+        if error is not None and "Traceback" not in message:
+            message += "\n" + "".join(traceback.format_exception(error)).rstrip()
+        return message
 
     async def _run(self) -> None:
         scope = {
@@ -118,7 +140,7 @@ class Lifespan:
             self._app_error = exc
             if exc is self._protocol_error:
                 pass  # already reported (rule 4)
-            elif self.mode == "on" or self._startup_answered:
+            elif (self.mode == "on" or self._startup_answered) and not self._failed_answer:
                 logger.error("Exception in the app's lifespan handler", exc_info=exc)
             if not isinstance(exc, Exception):
                 raise
@@ -150,5 +172,7 @@ class Lifespan:
             raise error
         if kind in ("lifespan.startup.complete", "lifespan.startup.failed"):
             self._startup_answered = True
+        if kind.endswith(".failed"):
+            self._failed_answer = True
         if self._answer is not None and not self._answer.done():
             self._answer.set_result(message)

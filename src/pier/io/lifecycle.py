@@ -174,10 +174,12 @@ def log_response(ctx: ServerContext, cycle: HTTPCycle) -> None:
     access.record(
         client=scope["client"],
         method=scope["method"],
-        path=scope["path"],
+        path=scope["raw_path"],
         query_string=scope["query_string"],
         http_version=scope["http_version"],
         status=cycle.status,
         size=cycle.sent,
         duration=perf_counter() - cycle.started_at,
+        request_headers=scope["headers"],
+        response_headers=cycle.headers,
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 
-from pier.asgi.lifespan import Lifespan
+from pier.asgi.lifespan import Lifespan, command_line_option
 from pier.errors import PierError
 from pier.io.connection import H1Connection
 from pier.io.context import ServerContext
@@ -69,6 +70,8 @@ class Server:
         """Log "Listening on"; a supervisor that shares its sockets announces them itself."""
         self.drain_idle = 0.0
         """Seconds idle keep-alive connections may still carry one request at shutdown."""
+        self.spell_option: Callable[[str, str], str] = command_line_option
+        """How hints name a setting (a gunicorn worker has no command line of its own)."""
 
     # Control (thread-safe) ----------------------------------------------------------
 
@@ -141,6 +144,8 @@ class Server:
         self._exit_event = asyncio.Event()
         if self._should_exit:
             self._exit_event.set()
+        # The lines uvicorn prints, which scripts and people wait for.
+        logger.info("Started server process [%d]", os.getpid())
         app = load_app(
             config.app,
             factory=config.factory,
@@ -152,8 +157,14 @@ class Server:
         ctx = self.ctx = self._context(app, loop)
         if self.request_limit is not None:
             self._watch_request_limit(ctx, self.request_limit)
-        self._lifespan = Lifespan(app, mode=config.lifespan, state=ctx.lifespan_state)
+        self._lifespan = Lifespan(
+            app, mode=config.lifespan, state=ctx.lifespan_state, spell=self.spell_option
+        )
+        if self._lifespan.supported:
+            logger.info("Waiting for application startup.")
         await self._lifespan.startup()
+        if self._lifespan.supported:
+            logger.info("Application startup complete.")
         try:
             if config.ssl_certfile is not None:
                 from pier.io.tls import create_ssl_context
@@ -199,7 +210,9 @@ class Server:
         if config.access_log:
             from pier.logging import AccessLog
 
-            candidate = AccessLog()
+            candidate = AccessLog(
+                fmt=config.access_log_format, structured=config.log_format == "json"
+            )
             access = candidate if candidate.enabled else None
         ctx = ServerContext(
             app=app,
@@ -382,9 +395,11 @@ class Server:
                 await asyncio.wait_for(server.wait_closed(), 1.0)
         if self._sweep is not None:
             self._sweep.stop()
-        if self._lifespan is not None:
+        if self._lifespan is not None and self._lifespan.supported:
+            logger.info("Waiting for application shutdown.")
             await self._lifespan.shutdown()
-        logger.info("Finished server process")
+            logger.info("Application shutdown complete.")
+        logger.info("Finished server process [%d]", os.getpid())
 
     async def _wait_forced(self) -> None:
         assert self._exit_event is not None
@@ -445,3 +460,11 @@ def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
         else:
             return uvloop.new_event_loop
     return asyncio.new_event_loop
+
+
+def log_startup_error(exc: PierError) -> None:
+    """A start-up failure: one line, and at --log-level debug the traceback behind it."""
+    logger.error("%s", exc)
+    cause = exc.__cause__
+    if cause is not None and logger.isEnabledFor(logging.DEBUG):
+        logger.debug("The traceback behind that error:", exc_info=cause)

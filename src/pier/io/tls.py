@@ -18,7 +18,9 @@ Rules:
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 import ssl
 from typing import Any
 
@@ -108,6 +110,15 @@ def create_ssl_context(config: Any) -> ServerSSLContext | None:
     try:
         context.load_cert_chain(certfile, keyfile, password=give_password)
     except ssl.SSLError as exc:
+        # OpenSSL's reason for a key of another type is NO_CERTIFICATE_ASSIGNED or
+        # KEY_VALUES_MISMATCH, neither of which says what is wrong.
+        cert_kind, key_kind = _key_kind(cert_text, "CERTIFICATE"), _key_kind(key_text, "KEY")
+        if cert_kind and key_kind and cert_kind != key_kind:
+            raise ConfigError(
+                f"--ssl-certfile {certfile} holds an {cert_kind} certificate but"
+                f" {key_name} {key_path} an {key_kind} private key; pass the {cert_kind}"
+                " key that certificate was issued for"
+            ) from None
         if getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH":
             raise ConfigError(
                 f"{key_name} {key_path} is not the private key of the certificate in"
@@ -231,6 +242,32 @@ def _read_pem(path: str, option: str) -> str:
             return file.read()
     except OSError as exc:
         raise ConfigError(f"cannot read {option} {path}: {exc.strerror}") from None
+
+
+# DER of the algorithm OIDs (RFC 3279, RFC 5480, RFC 8410) as they appear, tag and
+# length included, in a certificate's SubjectPublicKeyInfo and a PKCS#8 private key.
+_KEY_OIDS = {
+    bytes.fromhex("06092a864886f70d010101"): "RSA",  # rsaEncryption
+    bytes.fromhex("06072a8648ce3d0201"): "EC",  # id-ecPublicKey
+    bytes.fromhex("06032b6570"): "Ed25519",
+    bytes.fromhex("06032b6571"): "Ed448",
+}
+
+
+def _key_kind(pem: str, label: str) -> str | None:
+    """RSA, EC, Ed25519 or Ed448 for the first PEM block whose label ends in `label`."""
+    match = re.search(r"-----BEGIN ([A-Z0-9 ]*" + label + r")-----(.*?)-----END \1-----",
+                      pem, re.S)
+    if match is None:
+        return None
+    if match.group(1).startswith(("RSA ", "EC ")):  # traditional (PKCS#1, SEC 1) keys
+        return match.group(1).split()[0]
+    try:
+        der = base64.b64decode("".join(match.group(2).split()), validate=True)
+    except ValueError:
+        return None
+    found = {kind for oid, kind in _KEY_OIDS.items() if oid in der}
+    return found.pop() if len(found) == 1 else None
 
 
 def _reason(exc: ssl.SSLError) -> str:

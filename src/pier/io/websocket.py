@@ -570,8 +570,8 @@ class WSProtocol(FlowControl, asyncio.Protocol):
         access.record(
             client=scope["client"] if scope is not None else self.info.client,
             method=request.method,
-            path=scope["path"] if scope is not None else self.info.root_path
-            + request.raw_path.decode("latin-1"),
+            path=scope["raw_path"] if scope is not None else request.raw_path,
+            request_headers=scope["headers"] if scope is not None else (),
             query_string=request.query_string,
             http_version=request.http_version,
             status=status,

@@ -370,6 +370,13 @@ class Supervisor:
 
     async def _start(self, count: int, *, during: str) -> bool:
         """Start `count` workers at once and wait until all are READY (rule 4 if not)."""
+        if during in ("start", "reload") and count > 1:
+            # One worker first: an app that cannot start (an import error, a failed
+            # lifespan startup) fails once, its error printed once rather than once per
+            # worker. Costs one app start-up of latency, only when starting from none.
+            return await self._start(1, during=during) and await self._start(
+                count - 1, during=during
+            )
         started = [await self._spawn() for _ in range(count)]
         results = await asyncio.gather(*(worker.ready for worker in started))
         for worker, ok in zip(started, results, strict=True):

@@ -24,7 +24,7 @@ from typing import Any
 
 from pier import logging as pier_logging
 from pier.errors import PierError
-from pier.io.server import Server, loop_factory
+from pier.io.server import Server, log_startup_error, loop_factory
 from pier.io.sockets import bind_tcp, from_fd
 from pier.supervisor.channel import PING, PONG, READY, RECYCLE, WorkerSpec, receive_spec
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     control = socket.socket(fileno=int(args[0]))
     control.set_inheritable(False)  # the app's own subprocesses must not keep it open
     spec = receive_spec(control)
-    pier_logging.configure(spec.config)
+    pier_logging.configure(spec.config, worker=True)
     sys.exit(run_worker(spec, control))
 
 
@@ -94,7 +94,7 @@ def run_worker(spec: WorkerSpec, control: socket.socket) -> int:
         with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
             runner.run(_serve(server, link, control, sockets))
     except PierError as exc:
-        logger.error("%s", exc)
+        log_startup_error(exc)
         return exc.exit_code
     return 0
 
