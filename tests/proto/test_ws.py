@@ -546,3 +546,22 @@ def test_check_close(code: object, reason: object, problem: str | None) -> None:
         assert found is None
     else:
         assert found is not None and problem in found
+
+
+def test_rfc8441_extended_connect_negotiates_without_key_or_upgrade() -> None:
+    # RFC 8441 section 5: over HTTP/2 the handshake is CONNECT with :protocol websocket;
+    # no Upgrade, Connection or Sec-WebSocket-Key, the rest as over HTTP/1.1.
+    h2_request = Request(
+        "CONNECT", b"/chat", b"", [
+            (b"host", b"example.test"), (b"sec-websocket-version", b"13"),
+            (b"sec-websocket-protocol", b"chat, superchat"),
+            (b"sec-websocket-extensions", b"permessage-deflate"),
+        ], "2", True, False, b"websocket", None, True, False,
+    )
+    handshake = negotiate(h2_request)
+    assert handshake.subprotocols == ["chat", "superchat"]
+    assert handshake.extensions_header is not None
+    with pytest.raises(HandshakeRefused) as refused:
+        negotiate(Request("CONNECT", b"/", b"", [(b"sec-websocket-version", b"8")], "2",
+                          True, False, b"websocket", None, True, False))
+    assert refused.value.status == 426

@@ -180,6 +180,16 @@ def negotiate(
     Raises HandshakeRefused (400, or 426 for a version or upgrade the server does not
     speak, with the header that tells the client what it does speak).
     """
+    fields: dict[bytes, list[bytes]] = {}
+    for name, value in request.headers:
+        fields.setdefault(name, []).append(value)
+    # RFC 8441: over HTTP/2 the handshake is an extended CONNECT with :protocol
+    # websocket (proto/h2.py sets `upgrade` from it); no Upgrade, Connection or key.
+    if request.http_version == "2" and request.method == "CONNECT":
+        if request.upgrade != b"websocket":
+            raise HandshakeRefused(400, "extended CONNECT for a protocol other than websocket")
+        _check_version(fields)
+        return _agree(fields, b"", per_message_deflate=per_message_deflate)
     if request.method != "GET":
         raise HandshakeRefused(
             400, f"a WebSocket handshake must be a GET request, not {request.method}"
@@ -189,9 +199,6 @@ def negotiate(
             400,
             f"a WebSocket handshake needs HTTP/1.1, not HTTP/{request.http_version}",
         )
-    fields: dict[bytes, list[bytes]] = {}
-    for name, value in request.headers:
-        fields.setdefault(name, []).append(value)
     upgrade = _tokens(fields.get(b"upgrade", []))
     if [u.lower() for u in upgrade] != ["websocket"]:
         raise HandshakeRefused(
@@ -205,15 +212,7 @@ def negotiate(
         )
     if b"host" not in fields:
         raise HandshakeRefused(400, "a WebSocket handshake needs a Host header")
-    versions = fields.get(b"sec-websocket-version", [])
-    if versions != [b"13"]:
-        got = b", ".join(versions).decode("latin-1") if versions else "none"
-        raise HandshakeRefused(
-            426,
-            f"unsupported Sec-WebSocket-Version {got!r}; this server speaks version 13"
-            " (RFC 6455)",
-            [(b"sec-websocket-version", b"13")],
-        )
+    _check_version(fields)
     keys = fields.get(b"sec-websocket-key", [])
     if len(keys) != 1:
         raise HandshakeRefused(
@@ -233,6 +232,25 @@ def negotiate(
             " (RFC 6455 section 4.1)",
         )
     accept_key = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+    return _agree(fields, accept_key, per_message_deflate=per_message_deflate)
+
+
+def _check_version(fields: dict[bytes, list[bytes]]) -> None:
+    versions = fields.get(b"sec-websocket-version", [])
+    if versions != [b"13"]:
+        got = b", ".join(versions).decode("latin-1") if versions else "none"
+        raise HandshakeRefused(
+            426,
+            f"unsupported Sec-WebSocket-Version {got!r}; this server speaks version 13"
+            " (RFC 6455)",
+            [(b"sec-websocket-version", b"13")],
+        )
+
+
+def _agree(
+    fields: dict[bytes, list[bytes]], accept_key: bytes, *, per_message_deflate: bool
+) -> ServerHandshake:
+    """Subprotocols and extensions, the same over HTTP/1.1 and HTTP/2."""
     subprotocols = _tokens(fields.get(b"sec-websocket-protocol", []))
     for subprotocol in subprotocols:
         if not _TOKEN.match(subprotocol):
