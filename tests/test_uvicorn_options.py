@@ -38,7 +38,7 @@ NEEDS = {"--ssl-keyfile": ["--ssl-certfile", "c.pem"],
          "--ssl-version": ["--ssl-certfile", "c.pem"],
          "--ssl-ca-certs": ["--ssl-certfile", "c.pem"]}
 # Refused, saying why, until that part of pier lands: (option, value) -> the reason named.
-PENDING = {("--http2", None): "HTTP/2"}
+PENDING: dict[tuple[str, str | None], str] = {}
 
 
 def uvicorn_options() -> list[tuple[str, str | None, list[str | None]]]:
@@ -133,10 +133,11 @@ def test_uvicorn_boolean_value_syntax() -> None:
     assert (config.reload, config.app) == (True, "m:a")
 
 
-def test_http_2_is_refused_until_pier_serves_it() -> None:
-    for argv in (["--http", "2"], ["--http2"]):
-        with pytest.raises(ConfigError, match="HTTP/2"):
-            parse_args(["m:a", *argv], environ={})
+def test_http_2_and_uvicorns_http2_flag_are_accepted() -> None:
+    # issue 9: pier serves HTTP/2; uvicorn's --http2 is pier's default, --http auto.
+    assert parse_args(["m:a", "--http", "2"], environ={}).http == "2"
+    config = parse_args(["m:a", "--http2"], environ={})
+    assert config.http2 and config.http == "auto"
 
 
 def test_an_old_name_and_the_new_one_disagreeing_is_refused() -> None:

@@ -481,9 +481,10 @@ _OPTIONS: tuple[Option, ...] = (
          "event loop; auto uses uvloop when installed (uvicorn's none and zuvloop are"
          " taken as asyncio and auto, with a log line)", SERVER,
          choices=("auto", "asyncio", "uvloop", "none", "zuvloop")),
-    # issue 9 (HTTP/2) wires auto and 2; h11/httptools/zttp are uvicorn's parser names.
+    # issue 9 (HTTP/2, docs/http2.md); h11/httptools/zttp are uvicorn's parser names.
     _row("http", "auto", _parse_str,
-         "HTTP versions: auto (HTTP/1.1 today; HTTP/2 too once pier has it), 1 (HTTP/1.1"
+         "HTTP versions: auto (HTTP/2 to clients that ask for it: ALPN h2 on TLS, the"
+         " HTTP/2 preface or Upgrade: h2c on cleartext; HTTP/1.1 to the rest), 1 (HTTP/1.1"
          " only), 2 (HTTP/2 only); uvicorn's h11, httptools and zttp mean 1, since pier"
          " always parses HTTP/1.1 with llhttp", SERVER,
          choices=("auto", "1", "2", "h11", "httptools", "zttp")),
@@ -1012,12 +1013,6 @@ class Config:
             return labels.get(option) or _BY_NAME[option].cli_flags[0]
 
         info = LOG_LEVELS["info"]
-        if self.http == "2" or self.http2:
-            flag = f"{name('http')} 2" if self.http == "2" else name("http2")
-            raise ConfigError(
-                f"{flag}: this pier serves HTTP/1.1 only (HTTP/2 is not in it yet);"
-                " use --http auto or --http 1"
-            )
         if self.http in ("h11", "httptools", "zttp"):
             self.notes.append((info, (
                 f"{name('http')} {self.http}: pier always parses HTTP/1.1 with llhttp"

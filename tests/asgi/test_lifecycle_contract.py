@@ -3,10 +3,11 @@
 One table of apps, each with the outcome a client must see (ASGI HTTP spec 2.4; the
 failure policy of issue 15: 500 if nothing was sent, else the stream is aborted), run
 through each glue: `fake`, an in-memory `ResponseStream` that does exactly what the
-interface's docstring says and nothing more, and `h1`, the real H1Connection over an
-in-memory transport. A new glue (HTTP/2) adds a runner to GLUES and must pass the same
-table. Below the table, interface-level checks on the fake pin the rules a glue relies
-on: the phase advances only after the stream accepted the head, flow control, 100
+interface's docstring says and nothing more, `h1`, the real H1Connection over an
+in-memory transport, and `h2`, the real HTTP/2 connection (io/h2.py) read by an h2
+client. A new glue adds a runner to GLUES and must pass the same table. Below the
+table, interface-level checks on the fake pin the rules a glue relies on: the phase
+advances only after the stream accepted the head, flow control, 100
 Continue, one failure answer per response.
 """
 
@@ -240,7 +241,51 @@ async def run_h1(app: App) -> Outcome:
     return parse_h1(transport.data, transport.closed)
 
 
-GLUES: dict[str, Callable[[App], Awaitable[Outcome]]] = {"fake": run_fake, "h1": run_h1}
+# --- the HTTP/2 glue (io/h2.py), over the same in-memory transport, read by an h2 client ---
+
+
+async def run_h2(app: App) -> Outcome:
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    from pier.io.h2 import H2Connection
+    from pier.proto.limits import H2Limits
+
+    ctx = ServerContext(app=app, loop=asyncio.get_running_loop(), limits=Limits())
+    connection = H2Connection(ctx, H2Limits())
+    transport = MemoryTransport()
+    connection.connection_made(transport)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "x"),
+                            (":path", "/"), ("te", "trailers")], end_stream=True)
+    connection.data_received(client.data_to_send())
+    await finish(ctx)
+    await asyncio.sleep(0)  # the connection writes once per loop turn
+    outcome = Outcome()
+    for event in client.receive_data(transport.data):
+        if isinstance(event, h2.events.ResponseReceived):
+            outcome.status = int(dict(event.headers)[b":status"])
+        elif isinstance(event, h2.events.DataReceived):
+            outcome.body += event.data
+        elif isinstance(event, h2.events.TrailersReceived):
+            outcome.trailers = list(event.headers)
+        elif isinstance(event, h2.events.StreamEnded):
+            outcome.ended = "done"
+        elif isinstance(event, h2.events.StreamReset):
+            outcome.ended = "aborted"
+    if outcome.ended == "done" and outcome.status in (500, 503) and outcome.body in (
+        b"Internal Server Error\n",
+        b"Service Unavailable: too many concurrent requests\n",
+    ):
+        outcome.ended = "error"
+    return outcome
+
+
+GLUES: dict[str, Callable[[App], Awaitable[Outcome]]] = {
+    "fake": run_fake, "h1": run_h1, "h2": run_h2,
+}
 
 
 # --- the table -------------------------------------------------------------------------

@@ -99,7 +99,7 @@ WAIT_FOR_RESULT = """new Promise(resolve => {
 DEADLINE = 30.0
 
 
-def page_result(url: str) -> str:
+def page_result(url: str, *extra_args: str) -> str:
     """Open `url` in headless Chromium; return the page's result text once it is ready."""
     assert CHROMIUM is not None
     # Chromium's helper processes may still write into the profile as it is removed.
@@ -110,7 +110,8 @@ def page_result(url: str) -> str:
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
              "--no-first-run", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-             f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
+             f"--user-data-dir={profile}", "--remote-debugging-port=0", *extra_args,
+             "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
         timer = threading.Timer(DEADLINE + 15, browser.kill)

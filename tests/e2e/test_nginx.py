@@ -6,8 +6,8 @@ and a graceful drain on SIGTERM (in-flight requests answered, then nothing accep
 Pins: RFC 9110 section 7.6.3 (a proxy's Via/forwarding chain; here the de facto
 X-Forwarded-For and X-Forwarded-Proto), ASGI HTTP scope spec 2.4 (client, scheme,
 root_path with path including it), RFC 9112 section 9.3 (persistent connections between
-proxy and origin). nginx comes from Debian (apt-get install nginx-light); without it
-these tests are skipped, saying so.
+proxy and origin), and RFC 9113 between nginx's grpc_pass and pier (h2c). nginx comes
+from Debian (apt-get install nginx-light); without it these tests are skipped, saying so.
 """
 
 from __future__ import annotations
@@ -84,6 +84,14 @@ http {{
         }}
         location /unix/ {{
             proxy_pass http://pier_unix/;
+        }}
+        # HTTP/2 to pier (h2c, prior knowledge): docs/http2.md, "Behind a proxy".
+        location /h2c/ {{
+            rewrite ^/h2c/(.*)$ /$1 break;
+            grpc_pass grpc://127.0.0.1:{pier_port};
+            grpc_set_header Host $host;
+            grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            grpc_set_header X-Forwarded-Proto $scheme;
         }}
     }}
 }}
@@ -176,6 +184,16 @@ def test_scope_behind_nginx(shared_stack: Stack) -> None:
     assert seen["scheme"] == "https"  # TLS ends at nginx; X-Forwarded-Proto says so
     assert seen["client"][0] == "127.0.0.2"  # X-Forwarded-For from a trusted proxy
     assert seen["root_path"] == "/api"
+    assert seen["path"] == "/api/scope"
+
+
+def test_nginx_grpc_pass_speaks_http2_to_pier(shared_stack: Stack) -> None:
+    # grpc_pass forwards any request over cleartext HTTP/2; pier's --http auto takes it.
+    status, body = shared_stack.get("/h2c/scope", source="127.0.0.2")
+    assert status == 200
+    seen = scope_seen(body)
+    assert seen["http_version"] == "2"
+    assert seen["scheme"] == "https" and seen["client"][0] == "127.0.0.2"
     assert seen["path"] == "/api/scope"
 
 

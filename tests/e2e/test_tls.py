@@ -5,9 +5,9 @@ Pins: ASGI HTTP and WebSocket connection scopes, spec 2.4 ("scheme": "https" / "
 and the ASGI "TLS"
 extension (server_cert, client_cert_chain, client_cert_name in RFC 4514 form,
 client_cert_error, tls_version as the TLS record version number, cipher_suite as the
-IANA number); RFC 7301 (ALPN: the server selects http/1.1); RFC 8446 / RFC 5246 (a
-client without a required certificate fails the handshake). Certificates come from
-trustme, generated for each test session.
+IANA number); RFC 7301 (ALPN: the server selects http/1.1 for a client offering only
+that); RFC 8446 / RFC 5246 (a client without a required certificate fails the
+handshake). Certificates come from trustme, generated for each test session.
 """
 
 from __future__ import annotations
@@ -109,9 +109,10 @@ def test_client_certificate_in_the_tls_extension(certs: Certs) -> None:
             httpx.get(f"https://127.0.0.1:{server.port}/", verify=client_context(certs))
 
 
-def test_alpn_selects_http_1_1(certs: Certs) -> None:
+def test_alpn_selects_http_1_1_for_an_http_1_1_client(certs: Certs) -> None:
+    # A client offering h2 too gets h2: tests/e2e/test_http2.py.
     context = client_context(certs)
-    context.set_alpn_protocols(["h2", "http/1.1"])
+    context.set_alpn_protocols(["http/1.1"])
     with running_server(scope_app, ssl_certfile=str(certs.server_pem)) as server, \
             socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw, \
             context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:

@@ -53,7 +53,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         return
     if path == "/scope":
         shown: dict[str, Any] = {
-            key: scope[key] for key in ("scheme", "client", "root_path", "path")
+            key: scope[key]
+            for key in ("scheme", "client", "root_path", "path", "http_version")
         }
         await _respond(send, repr(shown).encode())
         return

@@ -66,7 +66,7 @@ class Phase(enum.IntEnum):
 
 
 _EXPECTS = {
-    Phase.START: "'http.response.start'",
+    Phase.START: "'http.response.start' (or 'http.response.early_hint')",
     Phase.BODY_FIRST: "'http.response.body' or 'http.response.pathsend'",
     Phase.BODY: "'http.response.body' (the last one with more_body=False)",
     Phase.TRAILERS: "'http.response.trailers'",
@@ -312,6 +312,23 @@ class HTTPCycle(Wakeup):
             except AppResponseError as exc:
                 raise self._broken(str(exc)) from None
             self.phase = _DONE
+        elif kind == "http.response.early_hint":
+            # issue 9: 103 Early Hints (RFC 8297), before the response starts; each
+            # entry of 'links' becomes one Link field.
+            if phase is not _START:
+                raise self._unexpected(kind)
+            links = message.get("links", ())
+            if isinstance(links, bytes) or not all(isinstance(link, bytes) for link in links):
+                raise self._broken(
+                    "http.response.early_hint 'links' must be a list of bytes Link values,"
+                    f" got {links!r}"
+                )
+            if links and not self.disconnected:
+                try:
+                    stream.send_interim(self, 103, [(b"link", link) for link in links])
+                except AppResponseError as exc:
+                    raise self._broken(str(exc)) from None
+            return
         elif kind == "http.response.pathsend":
             if phase is not _BODY_FIRST:
                 raise self._unexpected(kind)

@@ -46,6 +46,16 @@ def decode_path(raw_path: bytes) -> str:
         return raw_path.decode("utf-8", "replace")
 
 
+# The extensions every http scope advertises. Copied per request (apps may add keys to
+# scope["extensions"]); the empty dicts inside are shared, since they only say "supported":
+# a copy costs ~850 instructions less than building three fresh dicts (callgrind).
+_HTTP_EXTENSIONS: dict[str, Any] = {
+    "http.response.trailers": {},
+    "http.response.pathsend": {},
+    "http.response.early_hint": {},  # issue 9: 103 Early Hints (RFC 8297)
+}
+
+
 def http_scope(  # noqa: PLR0917 - positional: once per request, keywords cost ~400 instructions
     info: ConnectionInfo,
     state: dict[str, Any],
@@ -58,10 +68,7 @@ def http_scope(  # noqa: PLR0917 - positional: once per request, keywords cost ~
 ) -> dict[str, Any]:
     """The ASGI http scope for one request (positional: it runs once per request)."""
     path = decode_path(raw_path)
-    extensions: dict[str, Any] = {
-        "http.response.trailers": {},
-        "http.response.pathsend": {},
-    }
+    extensions = _HTTP_EXTENSIONS.copy()
     if info.extensions:
         extensions.update(info.extensions)
     return {

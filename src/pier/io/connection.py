@@ -42,6 +42,7 @@ from pier.proto.h1 import (
     status_line,
     switching_protocols,
 )
+from pier.proto.h2 import h2c_settings, sniff
 from pier.proto.headers import validate_headers
 
 if TYPE_CHECKING:
@@ -57,6 +58,9 @@ PIPELINE_DEPTH = 16
 # Write buffer marks for the transport: send() waits above the high mark.
 WRITE_HIGH_WATER = 256 * 1024
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+SWITCHING_TO_H2C = (
+    b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+)
 
 
 class Wait(enum.IntEnum):
@@ -86,11 +90,14 @@ class H1Connection(FlowControl, asyncio.Protocol):
         "_active",
         "_active_head",
         "_framer",
+        "_h2c",
         "_head_sent",
         "_pending_refusal",
         "_queue",
         "_reading",
         "_response_framer",
+        "_sniff",
+        "_sniffed",
         "_upgrade_request",
         "_wait",
         "closed",
@@ -124,6 +131,12 @@ class H1Connection(FlowControl, asyncio.Protocol):
         self._head_sent = False
         self._pending_refusal: BadRequest | None = None
         self._upgrade_request: Request | None = None
+        # issue 9: on cleartext with HTTP/2 on, the first bytes may be the HTTP/2
+        # preface (prior knowledge); _sniffed holds a preface's first bytes until it is
+        # told from HTTP/1.1. _h2c holds an Upgrade: h2c request until its head ends.
+        self._sniff = False
+        self._sniffed = b""
+        self._h2c: tuple[bytes, Request] | None = None
         # Loop time by which the client must act (NEVER while the app has the floor);
         # read by the server's DeadlineSweep.
         self.deadline = NEVER
@@ -139,6 +152,7 @@ class H1Connection(FlowControl, asyncio.Protocol):
         ctx.total_connections += 1
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.info = connection_info(transport, root_path=ctx.root_path)
+        self._sniff = ctx.h2_limits is not None and self.info.scheme == "http"
         # A connection accepted just as shutdown began is still served: its request
         # is answered with "Connection: close" (keep-alive is off while shutting down).
         self._set_deadline(_IDLE, min(ctx.timeout_keep_alive, ctx.timeout_request_header))
@@ -166,6 +180,10 @@ class H1Connection(FlowControl, asyncio.Protocol):
         # The parser calls back on_request/on_body/on_end/... (the RequestHandler
         # below) while it reads; after a request that closes the connection it reads
         # nothing more.
+        if self._sniff:
+            data = self._sniff_preface(data)
+            if not data:
+                return
         self.parser.receive_data(data)
         if self._wait is _IDLE and self.parser.reading_head and not self.closed:
             # Bytes of a request head arrived; the whole head now has a deadline.
@@ -191,7 +209,22 @@ class H1Connection(FlowControl, asyncio.Protocol):
         /,
     ) -> None:
         ctx = self.ctx
-        if upgrade == b"websocket" and ctx.ws_handler is not None:
+        # `is not None` first: comparing None with bytes costs a failed rich comparison
+        # per request, and upgrades are rare.
+        if (
+            upgrade is not None
+            and upgrade == b"h2c"
+            and ctx.h2_limits is not None
+            and self.info.scheme == "http"
+            and self._h2c_upgrade(
+                Request(
+                    method, raw_path, query_string, headers, http_version, keep_alive,
+                    expect_continue, upgrade, content_length, has_body, accepts_trailers,
+                )
+            )
+        ):
+            return
+        if upgrade is not None and upgrade == b"websocket" and ctx.ws_handler is not None:
             # Handed over when on_upgrade brings the bytes after the head.
             self._upgrade_request = Request(
                 method,
@@ -247,6 +280,15 @@ class H1Connection(FlowControl, asyncio.Protocol):
         start_request(self.ctx, cycle)
 
     def on_upgrade(self, data: bytes) -> None:
+        h2c = self._h2c
+        if h2c is not None:
+            self._h2c = None
+            if self._active is None and not self._queue:
+                self.transport.write(SWITCHING_TO_H2C)
+                self._hand_over_h2(data, h2c)
+                return
+            self.on_bad_request(BadRequest(400, "h2c upgrade pipelined behind other requests"))
+            return
         request = self._upgrade_request
         if request is not None:
             self._upgrade_request = None
@@ -262,6 +304,43 @@ class H1Connection(FlowControl, asyncio.Protocol):
         # head is the next HTTP/1.1 request.
         if data:
             self.parser.receive_data(data)
+
+    def _h2c_upgrade(self, request: Request) -> bool:
+        """Keep a usable Upgrade: h2c request for on_upgrade (RFC 7540 3.2)."""
+        settings = h2c_settings(request)
+        if settings is None:
+            return False  # answered as HTTP/1.1, the upgrade ignored
+        self._h2c = (settings, request)
+        return True
+
+    def _sniff_preface(self, data: bytes) -> bytes:
+        """The bytes for the HTTP/1.1 parser; b"" if the connection is (maybe) HTTP/2."""
+        data = self._sniffed + data if self._sniffed else data
+        kind = sniff(data)
+        if kind is None:  # a preface cut short: wait for the rest
+            self._sniffed = data
+            return b""
+        self._sniff = False
+        self._sniffed = b""
+        if kind == "h1":
+            return data
+        self._hand_over_h2(data, None)
+        return b""
+
+    def _hand_over_h2(self, data: bytes, upgrade: tuple[bytes, Request] | None) -> None:
+        """The connection speaks HTTP/2 from here (io/h2.py becomes its protocol)."""
+        from pier.io.h2 import H2Connection
+
+        limits = self.ctx.h2_limits
+        assert limits is not None
+        self._wait = _NOTHING
+        self.deadline = NEVER
+        self.ctx.connections.discard(self)
+        self.closed = True
+        self.parser.close()
+        connection = H2Connection(self.ctx, limits, upgrade=upgrade)
+        self.transport.set_protocol(connection)
+        connection.take_over(self.transport, data)
 
     def _hand_over(self, request: Request, data: bytes) -> None:
         """Give the transport to the WebSocket glue (ctx.ws_handler), which becomes its protocol."""
@@ -389,6 +468,9 @@ class H1Connection(FlowControl, asyncio.Protocol):
     def send_interim(self, cycle: HTTPCycle, status: int, headers: Any, /) -> None:
         if cycle is not self._active or self._head_sent or self.closed:
             return
+        head = self._active_head
+        if head is not None and head[1] == "1.0":
+            return  # RFC 9110 section 15.2: no 1xx to an HTTP/1.0 client
         if status == 100 and not headers:
             self.transport.write(CONTINUE)
             return

@@ -14,7 +14,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pier.io.tasks import task_starter
-from pier.proto.limits import Limits
+from pier.proto.limits import H2Limits, Limits
 from pier.types import ASGIApp
 
 logger = logging.getLogger("pier.error")
@@ -67,6 +67,10 @@ class ServerContext:
     # "server: pier\r\ndate: ...\r\n" plus --header lines; refreshed once a second.
     default_headers: bytes = b""
     lifespan_state: dict[str, Any] = field(default_factory=dict)
+    # HTTP/2's settings and bounds (issue 9); None when --http 1.
+    h2_limits: H2Limits | None = None
+    # When each HTTP/2 limit was last logged (io/h2.py warn_limit's rate limit).
+    limit_warned_at: dict[str, float] = field(default_factory=dict)
     # Takes over upgraded connections (io/websocket.py); None when --ws none.
     ws_handler: Callable[..., Any] | None = None
     connections: set[Connection] = field(default_factory=set)

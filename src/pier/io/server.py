@@ -31,7 +31,7 @@ from pier.io.connection import H1Connection
 from pier.io.context import ServerContext
 from pier.io.deadlines import DeadlineSweep, resolution_for
 from pier.io.sockets import bind_sockets, describe
-from pier.proto.limits import Limits
+from pier.proto.limits import H2Limits, Limits
 
 logger = logging.getLogger("pier.error")
 
@@ -232,6 +232,7 @@ class Server:
             proxy=proxy,
             access_log=access,
             reset_contextvars=config.reset_contextvars,
+            h2_limits=_h2_limits(config),
         )
         # WebSocket (issue 3): with --ws none, ws_handler stays None and upgrade
         # requests are answered as plain HTTP.
@@ -266,7 +267,11 @@ class Server:
 
     async def _listen(self, ctx: ServerContext, sockets: list[socket.socket]) -> None:
         loop = ctx.loop
-        factory = connection_factory(ctx, tls=self.ssl_context is not None)
+        from pier.io.h2 import http_mode
+
+        factory = connection_factory(
+            ctx, tls=self.ssl_context is not None, only_h2=http_mode(self.config) == "2"
+        )
         if self.config.proxy_protocol != "off":
             factory = self._proxy_protocol_gate(factory)
         scheme = "http" if self.ssl_context is None else "https"
@@ -408,7 +413,9 @@ class Server:
             await self._exit_event.wait()
 
 
-def connection_factory(ctx: ServerContext, *, tls: bool) -> Callable[[], asyncio.Protocol]:
+def connection_factory(
+    ctx: ServerContext, *, tls: bool, only_h2: bool = False
+) -> Callable[[], asyncio.Protocol]:
     """The protocol object for each accepted connection: where a protocol is chosen.
 
     Every protocol returned here is also an io/context.py `Connection` (the server uses
@@ -421,12 +428,29 @@ def connection_factory(ctx: ServerContext, *, tls: bool) -> Callable[[], asyncio
     over, as it does to the WebSocket glue (ctx.ws_handler). A QUIC listener (HTTP/3)
     would be a datagram endpoint beside these, with its own factory.
     """
-    del tls  # no choice to make until a second protocol exists
 
     def h1() -> asyncio.Protocol:
         return H1Connection(ctx)
 
-    return h1
+    limits = ctx.h2_limits
+    if limits is None:
+        return h1
+    from pier.io.h2 import ALPNSelector, H2Connection
+
+    if tls:
+        return lambda: ALPNSelector(ctx, limits, only_h2=only_h2)
+    if only_h2:
+        return lambda: H2Connection(ctx, limits)
+    return h1  # it hands prior-knowledge and h2c connections over
+
+
+def _h2_limits(config: Any) -> H2Limits | None:
+    # Imported here: the h2 library is loaded only when HTTP/2 may be spoken.
+    if getattr(config, "http", "auto") == "1":
+        return None
+    from pier.io.h2 import h2_limits
+
+    return h2_limits(config)
 
 
 def app_name(app: Any) -> str:

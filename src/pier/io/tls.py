@@ -13,7 +13,7 @@ Rules:
 3. What is the same for every connection (the server certificate as PEM, the IANA
    numbers of the cipher suites) is computed once, with the context; `tls_extension`
    does a few attribute reads per connection (ASGI HTTP spec, "TLS extension").
-4. ALPN advertises http/1.1 only, until pier speaks HTTP/2.
+4. ALPN offers h2 and http/1.1 (io/h2.py alpn_protocols: --http 1 or 2 offers one).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ CERT_REQS = {
     "optional": ssl.CERT_OPTIONAL,
     "required": ssl.CERT_REQUIRED,
 }
-ALPN_PROTOCOLS = ["http/1.1"]
 
 # ssl.SSLObject.version() to the number the ASGI spec asks for (the TLS record version).
 TLS_VERSIONS = {
@@ -157,7 +156,9 @@ def create_ssl_context(config: Any) -> ServerSSLContext | None:
                 f"--ssl-ciphers {config.ssl_ciphers!r} selects no cipher OpenSSL knows;"
                 " see `openssl ciphers -v` for the names, or leave the option out"
             ) from None
-    context.set_alpn_protocols(ALPN_PROTOCOLS)
+    from pier.io.h2 import alpn_protocols
+
+    context.set_alpn_protocols(alpn_protocols(config))
 
     context.server_cert_pem = _first_certificate(cert_text)
     # get_ciphers() ids are OpenSSL's 0x0300XXXX; the low 16 bits are the IANA number.

@@ -29,7 +29,9 @@ Rules:
 
 from __future__ import annotations
 
+import base64
 import binascii
+import contextlib
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -109,8 +111,8 @@ def h2c_settings(request: Request) -> bytes | None:
     if not {b"upgrade", b"http2-settings"} <= tokens:
         return None
     try:
-        binascii.a2b_base64(settings[0] + b"=" * (-len(settings[0]) % 4))
-    except binascii.Error:
+        base64.urlsafe_b64decode(settings[0] + b"=" * (-len(settings[0]) % 4))
+    except (binascii.Error, ValueError):
         return None
     return settings[0]
 
@@ -281,8 +283,15 @@ class H2Protocol:
     ) -> None:
         self.limits = limits
         self.body_limit = body_limit
+        # Responses are checked once, by proto/headers.py (the glue) and _response_fields
+        # (lower-case names, no connection fields): h2's own outbound pass would repeat
+        # that work per field (a tenth of a hello response's CPU under cProfile).
         config = h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=True
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
         conn = self._conn = h2.connection.H2Connection(config)
         self._buffer = _GuardedFrameBuffer(limits)
@@ -302,7 +311,8 @@ class H2Protocol:
         conn.decoder.max_header_list_size = limits.max_header_list_size
         conn.max_inbound_frame_size = limits.max_frame_size
         self._streams: dict[int, _Stream] = {}
-        # Streams whose app has not finished (their concurrency slots).
+        # Streams whose app has neither finished nor completed its response (their
+    # concurrency slots).
         self._running: set[int] = set()
         self._reset_debt = 0
         self._out = bytearray()
@@ -331,6 +341,7 @@ class H2Protocol:
         self._open_connection_window()
         request.http_version = "2"
         request.keep_alive = True
+        request.upgrade = None
         self._streams[1] = _Stream()
         self._running.add(1)
         return [StreamRequest(1, request), StreamEnd(1)]
@@ -417,11 +428,11 @@ class H2Protocol:
         assert event.headers is not None
         ended = event.stream_ended is not None
         if self._last_stream_id is not None and stream_id > self._last_stream_id:
-            self._conn.reset_stream(stream_id, ErrorCode.REFUSED_STREAM)
+            self._reset_quietly(stream_id, ErrorCode.REFUSED_STREAM)
             return
         if len(self._running) >= self.limits.max_concurrent_streams:
             # h2 no longer counts streams the peer reset; their apps may still run.
-            self._conn.reset_stream(stream_id, ErrorCode.REFUSED_STREAM)
+            self._reset_quietly(stream_id, ErrorCode.REFUSED_STREAM)
             self._reset_debt += 1
             return
         request = _request(event.headers, ended)
@@ -443,7 +454,9 @@ class H2Protocol:
                               " (--limit-request-body)")
             )
             return
-        stream.body_limit = limit
+        # A WebSocket's DATA is its messages, not a request body (--ws-max-size bounds
+        # those).
+        stream.body_limit = limit if request.upgrade is None else None
         self._running.add(stream_id)
         events.append(StreamRequest(stream_id, request))  # h2 follows with StreamEnded
 
@@ -483,6 +496,12 @@ class H2Protocol:
         self._release(stream_id, stream)
         events.append(StreamReset(stream_id, code))
 
+    def _reset_quietly(self, stream_id: int, code: int) -> None:
+        # h2 has already taken in the whole read: the peer may have reset this stream
+        # in a later frame of it, and h2 then forgot the stream.
+        with contextlib.suppress(h2.exceptions.StreamClosedError):
+            self._conn.reset_stream(stream_id, code)
+
     def _drop_all(self, code: int) -> list[H2Event]:
         events: list[H2Event] = [StreamReset(stream_id, code) for stream_id in self._streams]
         self._streams.clear()
@@ -520,7 +539,11 @@ class H2Protocol:
             return
         fields = [(b":status", str(status).encode())]
         fields.extend(_response_fields(headers))
-        self._conn.send_headers(stream_id, fields, end_stream=end_stream)
+        try:
+            self._conn.send_headers(stream_id, fields, end_stream=end_stream)
+        except h2.exceptions.StreamClosedError:
+            self._gone(stream_id, stream)
+            return
         if end_stream:
             self._finish(stream_id, stream)
 
@@ -533,7 +556,7 @@ class H2Protocol:
             stream.out.append(data)
             stream.out_size += len(data)
         stream.end = end_stream
-        self._flush(stream_id, stream)
+        self._flush_guarded(stream_id, stream)
 
     def send_trailers(self, stream_id: int, headers: Iterable[tuple[bytes, bytes]]) -> None:
         """End the stream with a trailer block once the queued body is out."""
@@ -542,7 +565,20 @@ class H2Protocol:
             return
         stream.trailers = list(_response_fields(headers))
         stream.end = True
-        self._flush(stream_id, stream)
+        self._flush_guarded(stream_id, stream)
+
+    def _flush_guarded(self, stream_id: int, stream: _Stream) -> None:
+        try:
+            self._flush(stream_id, stream)
+        except h2.exceptions.StreamClosedError:
+            self._gone(stream_id, stream)
+
+    def _gone(self, stream_id: int, stream: _Stream) -> None:
+        """h2 closed the stream (a reset in the read being processed): drop its output."""
+        stream.finished = True
+        stream.out.clear()
+        stream.out_size = 0
+        self._streams.pop(stream_id, None)
 
     def pending(self, stream_id: int) -> int:
         """Response bytes of this stream waiting for the peer's window (0 once gone)."""
@@ -556,7 +592,7 @@ class H2Protocol:
             return
         if not stream.finished:
             stream.finished = True
-            self._conn.reset_stream(stream_id, code)
+            self._reset_quietly(stream_id, code)
         self._release(stream_id, stream)
 
     def stream_finished(self, stream_id: int) -> list[H2Event]:
@@ -615,18 +651,21 @@ class H2Protocol:
         for stream_id, stream in list(self._streams.items()):
             if stream.out:
                 before = stream.out_size
-                self._flush(stream_id, stream)
+                self._flush_guarded(stream_id, stream)
                 if stream.out_size < before:
                     events.append(StreamWritable(stream_id))
 
     def _finish(self, stream_id: int, stream: _Stream) -> None:
         """END_STREAM sent. If the client is still sending, tell it to stop (RFC 9113 8.1)."""
         stream.finished = True
+        # A complete response frees the slot even if its task has a step left to run:
+        # the done-callback may come after the client's next request.
+        self._running.discard(stream_id)
         if self._reset_debt:
             self._reset_debt -= 1
         h2_stream = self._conn.streams.get(stream_id)
         if h2_stream is not None and not h2_stream.closed:
-            self._conn.reset_stream(stream_id, ErrorCode.NO_ERROR)
+            self._reset_quietly(stream_id, ErrorCode.NO_ERROR)
             self._release(stream_id, stream)
         self._maybe_forget(stream_id)
 
