@@ -28,6 +28,7 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 import httpx
 import pytest
 import trustme
@@ -768,3 +769,39 @@ def test_websocket_over_http2_echoes_and_denies_on_streams(raw_client: list[RawC
         frames = b"".join(e.data for e in client.of(h2.events.DataReceived)
                           if e.stream_id == 1)
         assert frames.endswith(b"\x88\x02\x03\xe8")
+
+
+def test_a_client_that_never_opens_its_window_holds_back_the_app_not_memory(
+    raw_client: list[RawClient],
+) -> None:
+    # The client's stream window is 0 and never reopened: no DATA can go out. The app
+    # streams 1 MiB; its send() must stop after about one stream mark (64 KiB) queued.
+    sent = [0]
+
+    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        chunk = b"z" * 16384
+        for _ in range(64):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            sent[0] += len(chunk)
+        await send({"type": "http.response.body", "body": b""})
+
+    with running_server(http_app(handler)) as server:
+        client = RawClient(server.port)
+        raw_client.append(client)
+        client.ack_data = False
+        client.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        client.flush()
+        client.read_until(lambda e: isinstance(e, h2.events.SettingsAcknowledged))
+        client.get(1)
+        client.read_until(lambda e: isinstance(e, h2.events.ResponseReceived))
+        client.barrier()
+        client.barrier()  # a loop turn or two later, the app is still held back
+        assert 0 < sent[0] <= 64 * 1024 + 16384
+        assert not client.of(h2.events.DataReceived)
+        # Opening the window lets the rest through.
+        client.conn.increment_flow_control_window(2**20, stream_id=1)
+        client.ack_data = True
+        client.flush()
+        status, body = client.response(1)
+        assert status == 200 and len(body) == 64 * 16384
