@@ -10,7 +10,18 @@ Rules:
    limits, RFC 9112 section 2.3) and turns every parser error into one `BadRequest`
    carrying the status to answer. After a `BadRequest` the parser is dead: a
    connection that sent garbage is never read again, so no smuggled request is served.
-3. The response side checks the app's head with proto/headers.py (shared with every
+3. Bytes that were part of a body are never read as a request (docs/security.md). llhttp
+   skips the body of any request that asks to switch protocols (Upgrade with
+   Connection: upgrade, or CONNECT) and stops after its head; an upgrade the connection
+   will not perform (a token not in `upgrades`, or any on HTTP/1.0) is an ordinary
+   request, so its body is read on by a fresh llhttp primed with a head of the same
+   framing (`_resume_after_upgrade`). CONNECT is never tunnelled: served without a
+   body, and nothing after its head is read.
+4. A trailer section is held to the head's limits (fields and bytes, counted together
+   with the head), never reaches the request's headers (the app's scope has them), and
+   is refused when it names a field that frames, routes or manages the connection;
+   the other trailer fields are read and dropped (ASGI has no message to carry them).
+5. The response side checks the app's head with proto/headers.py (shared with every
    HTTP version: names, values, status) and decides the framing: Content-Length when
    the length is known, chunked for HTTP/1.1 streams, close-delimited for HTTP/1.0
    streams, and no body for HEAD, 1xx, 204 and 304 (RFC 9112 section 6.3).
@@ -51,11 +62,12 @@ class _Refuse(Exception):
     """Raised inside a parser callback to stop parsing; the reason is on the parser."""
 
 
-# While the head is incomplete llhttp buffers a partial header line itself, so the
-# per-field accounting in the callbacks cannot see one endless line. This backstop
-# counts raw bytes fed while no head is complete; one read's worth of slack keeps
-# the tail of a previous pipelined body from causing a false 431.
-_READ_SLACK = 65536
+# While a head or a trailer section is incomplete llhttp buffers a partial field line
+# itself, so the per-field accounting in the callbacks cannot see one endless line. This
+# backstop counts raw bytes fed while no head (or trailer section) is complete; one
+# read's worth of slack (asyncio reads up to 256 KiB, uvloop 250 kB) keeps what came
+# before it in the same read (a pipelined body's tail) from causing a false 431.
+_READ_SLACK = 262144
 
 
 class H1Parser:
@@ -68,10 +80,13 @@ class H1Parser:
 
     __slots__ = (
         "_body_size",
+        "_chunk_mark",
         "_dead",
         "_framing",
+        "_handler",
         "_head_fed",
         "_headers",
+        "_in_chunk",
         "_in_message",
         "_keep_alive",
         "_line_hint",
@@ -82,14 +97,23 @@ class H1Parser:
         "_on_upgrade",
         "_parser",
         "_refusal",
+        "_resume",
+        "_trailer_fed",
+        "_trailer_room",
+        "_upgrades",
         "_url",
         "limits",
         "reading_head",
     )
 
-    def __init__(self, limits: Limits, handler: RequestHandler) -> None:
+    def __init__(
+        self, limits: Limits, handler: RequestHandler, upgrades: frozenset[bytes] = frozenset()
+    ) -> None:
         self.limits = limits
+        # The Upgrade tokens the handler takes the connection over for (lower case).
+        self._upgrades = upgrades
         self._parser = httptools.HttpRequestParser(self)
+        self._handler = handler
         # Bound once: these run per request and per body chunk.
         self._on_request = handler.on_request
         self._on_body = handler.on_body
@@ -108,6 +132,17 @@ class H1Parser:
         self._line_hint: bytes | None = None
         self._in_message = False
         self._keep_alive = True
+        # After an upgrade that is not performed: the head that primes a fresh llhttp
+        # to read the request's body (b"" when it has none); else None.
+        self._resume: bytes | None = None
+        # Chunked bodies: inside a chunk (its size line read, the chunk not complete),
+        # the body size at its size line, and bytes read since while no body came:
+        # a trailer section still being read, which llhttp buffers itself.
+        self._in_chunk = False
+        self._chunk_mark = 0
+        self._trailer_fed = 0
+        # (fields, bytes) a trailer section may still hold; None until its first field.
+        self._trailer_room: tuple[int, int] | None = None
 
     @property
     def dead(self) -> bool:
@@ -128,7 +163,7 @@ class H1Parser:
             return  # closed already
         del self._parser
         del self._on_request, self._on_body, self._on_end, self._on_upgrade
-        del self._on_bad_request
+        del self._on_bad_request, self._handler
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the client; the handler hears what they completed."""
@@ -144,12 +179,15 @@ class H1Parser:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            # The head asked to switch protocols. The handler either takes the
-            # connection over, or feeds the rest back in as HTTP/1.1, which a fresh
-            # parser reads as the next request.
+            # llhttp stopped after a head that asked to switch protocols (skipping any
+            # body). Either the handler takes the connection over, or the request was
+            # an ordinary one whose body is read on (rule 3).
             offset = exc.args[0]
             self._parser = httptools.HttpRequestParser(self)
-            self._on_upgrade(data[offset:])
+            if self._resume is None:
+                self._on_upgrade(data[offset:])
+            else:
+                self._resume_after_upgrade(data[offset:])
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, _Refuse):
@@ -168,6 +206,8 @@ class H1Parser:
             if not self._dead:
                 if isinstance(exc, httptools.HttpParserInvalidMethodError):
                     self._die(BadRequest(400, f"invalid HTTP method ({exc})"))
+                elif isinstance(exc, httptools.HttpParserInvalidURLError):
+                    self._die(BadRequest(400, f"invalid request target ({exc}): {_URL_RULE}"))
                 else:
                     self._die(BadRequest(400, f"malformed request: {exc}"))
         else:
@@ -175,6 +215,27 @@ class H1Parser:
                 self._head_fed += len(data)
                 if self._head_fed > self.limits.head_size + _READ_SLACK:
                     self._die(self._too_large_head())
+            elif self._in_chunk and self._body_size == self._chunk_mark:
+                # No body since the last chunk size line: the last chunk's trailer
+                # section (or a chunk whose data has not come yet) is being read.
+                self._trailer_fed += len(data)
+                if self._trailer_fed > self.limits.head_size + _READ_SLACK:
+                    self._die(self._too_large_trailers())
+
+    def _resume_after_upgrade(self, rest: bytes) -> None:
+        """Read on after an upgrade the handler does not perform (rule 3)."""
+        prime, self._resume = self._resume, None
+        if self._dead:
+            return  # a request that closes the connection: nothing after it is read
+        handler = self._handler
+        self._on_end = handler.on_end
+        if prime:
+            # The priming head is not a request: it only sets llhttp's framing.
+            self._on_request = _ignore_request
+            self._parser.feed_data(prime)
+            self._on_request = handler.on_request
+        if rest:
+            self.receive_data(rest)
 
     def _die(self, refusal: BadRequest) -> None:
         self._dead = True
@@ -183,6 +244,13 @@ class H1Parser:
     def _refuse(self, status: int, reason: str) -> None:
         self._refusal = BadRequest(status, reason)
         raise _Refuse
+
+    def _too_large_trailers(self) -> BadRequest:
+        return BadRequest(
+            431,
+            f"request head and trailer section larger than {self.limits.head_size} bytes"
+            " (raise --limit-request-head-size to allow it)",
+        )
 
     def _too_large_head(self) -> BadRequest:
         return BadRequest(
@@ -207,6 +275,9 @@ class H1Parser:
         # Called from C once per header, so the per-header work happens here rather
         # than in a second loop. Size limits are checked at headers-complete; until
         # then the bytes-fed backstop in receive_data bounds what a flood can hold.
+        if not self.reading_head:
+            self._on_trailer(name, value)
+            return
         name = name.lower()
         if value and value[-1] in _OWS:
             # llhttp strips leading whitespace only; trailing OWS is not part of the
@@ -215,6 +286,41 @@ class H1Parser:
         self._headers.append((name, value))
         if name in _FRAMING_HEADERS:
             self._framing.append((name, value))
+
+    def _on_trailer(self, name: bytes, value: bytes) -> None:
+        """One trailer field (rule 4): counted, checked, then dropped."""
+        name = name.lower()
+        if name in _NOT_IN_TRAILERS:
+            self._refuse(
+                400,
+                f"{name.decode('latin-1')!r} is not allowed in a trailer section"
+                " (RFC 9110 section 6.5.1: it frames, routes or manages the message)",
+            )
+        limits = self.limits
+        size = len(name) + len(value)
+        if size > limits.field_size:
+            self._refuse(
+                431,
+                f"trailer field {name[:64]!r} is {size} bytes, over the"
+                f" {limits.field_size} byte limit (--limit-request-field-size)",
+            )
+        room = self._trailer_room
+        if room is None:
+            # The head's fields and bytes count first (its list is the app's now, so
+            # it is measured, not kept).
+            head = len(self._url) + sum(len(n) + len(v) + 4 for n, v in self._headers)
+            room = (limits.fields - len(self._headers), limits.head_size - head)
+        fields, size_left = room[0] - 1, room[1] - size - 4
+        if fields < 0:
+            self._refuse(
+                431,
+                f"more than {limits.fields} header fields, trailers included"
+                " (--limit-request-fields)",
+            )
+        if size_left < 0:
+            self._refusal = self._too_large_trailers()
+            raise _Refuse
+        self._trailer_room = (fields, size_left)
 
     def on_headers_complete(self) -> None:
         self.reading_head = False
@@ -239,6 +345,7 @@ class H1Parser:
         chunked = expect_continue = trailers_ok = False
         upgrade: bytes | None = None
         hosts = 0
+        singletons: list[bytes] | None = None
         for name, value in self._framing:
             if name == b"host":
                 hosts += 1
@@ -252,6 +359,12 @@ class H1Parser:
                 upgrade = value.strip().lower()
             elif name == b"te":
                 trailers_ok = b"trailers" in value.lower()
+            elif singletons is None:
+                singletons = [name]
+            elif name in singletons:
+                self._refuse(400, _duplicate(name))
+            else:
+                singletons.append(name)
         body_limit = limits.body
         if body_limit is not None and length is not None and length > body_limit:
             self._refuse(413, self._body_too_large(body_limit))
@@ -269,6 +382,11 @@ class H1Parser:
                 self._refuse(400, "request line without an HTTP version (HTTP/0.9 is not served)")
             if version != "1.0":
                 self._refuse(505, f"HTTP/{version} is not supported over this connection")
+            if chunked:
+                # RFC 9112 section 6.1: HTTP/1.0 has no transfer codings, so its framing
+                # is faulty; refusing (the RFC's other choice is to serve, then close)
+                # keeps a body of unknowable length from ever reaching the app.
+                self._refuse(400, "Transfer-Encoding in an HTTP/1.0 request (faulty framing)")
             # RFC 9110 section 10.1.1: ignore 100-continue from HTTP/1.0 clients.
             expect_continue = False
         elif hosts != 1:
@@ -279,6 +397,12 @@ class H1Parser:
                 if not hosts
                 else "more than one Host header (only one is allowed)",
             )
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method)
+        if method is None:
+            method = raw_method.decode("ascii")
+            if method == "CONNECT":
+                upgrade = _CONNECT  # llhttp treats it as an upgrade: decided below
         if url[:1] == b"/":
             raw_path, _, query = url.partition(b"?")
             # find(), not `in`: bytes.__contains__ first tries its argument as an int
@@ -288,10 +412,12 @@ class H1Parser:
             elif raw_path.find(b"#") >= 0:
                 raw_path = raw_path.partition(b"#")[0]
         else:
-            raw_path, query = _split_other_target(url)
-        raw_method = parser.get_method()
-        method = _METHODS.get(raw_method) or raw_method.decode("ascii")
+            raw_path, query = self._other_target(url, method, headers)
         keep_alive = self._keep_alive = parser.should_keep_alive()
+        if upgrade is not None:
+            upgrade, keep_alive = self._decide_upgrade(
+                upgrade, method, version, length, chunked, keep_alive
+            )
         self._on_request(
             method,
             raw_path,
@@ -300,12 +426,77 @@ class H1Parser:
             version,
             keep_alive,
             expect_continue,
-            # Only an upgrade llhttp will act on (Connection: upgrade present).
-            upgrade if upgrade is not None and parser.should_upgrade() else None,
+            upgrade,
             length,
             bool(length) or chunked,
             trailers_ok,
         )
+
+    def _decide_upgrade(  # noqa: PLR0917 - one caller, next to it
+        self,
+        token: bytes,
+        method: str,
+        version: str,
+        length: int | None,
+        chunked: bool,
+        keep_alive: bool,
+    ) -> tuple[bytes | None, bool]:
+        """The Upgrade token the handler takes over, or None for an ordinary request (rule 3).
+
+        Returns it with the request's keep-alive.
+        """
+        if not self._parser.should_upgrade():
+            return None, keep_alive  # Upgrade without Connection: upgrade: plain HTTP
+        has_body = bool(length) or chunked
+        if method == "CONNECT":
+            if has_body:
+                self._refuse(400, "a CONNECT request has no content (RFC 9110 section 9.3.6)")
+            # pier tunnels nothing: what follows the head may be tunnel bytes, so the
+            # connection ends with this request.
+            self._keep_alive = False
+            self._resume = b""
+            return None, False
+        if token in self._upgrades and version == "1.1":
+            if has_body:
+                # RFC 6455 section 4.1: the opening handshake is a GET with no content;
+                # bytes after the head would be read as frames.
+                self._refuse(400, f"a {token.decode('latin-1')} upgrade request with a body")
+            return token, keep_alive
+        # Not performed (RFC 9110 section 7.8: a server may ignore Upgrade, and must in
+        # HTTP/1.0): an ordinary request, whose body llhttp skipped and has to be read.
+        if has_body:
+            self._resume = _priming_head(length, chunked, keep_alive)
+            # llhttp ends this message at its head: its end and its keep-alive come
+            # with the body, from the primed parser.
+            self._on_end = _ignore_end
+            self._keep_alive = True
+        else:
+            self._resume = b""
+        return None, keep_alive
+
+    def _other_target(
+        self, url: bytes, method: str, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[bytes, bytes]:
+        """Asterisk, absolute-form and authority-form targets (RFC 9112 section 3.2)."""
+        if url == b"*":
+            if method != "OPTIONS":
+                self._refuse(400, "the request target * is only for OPTIONS (RFC 9112 3.2.4)")
+            return b"*", b""
+        try:
+            parsed = httptools.parse_url(url)
+        except httptools.HttpParserInvalidURLError:
+            return url, b""  # authority-form: CONNECT's host:port
+        host = parsed.host
+        if host:
+            # RFC 9112 section 3.2.2: the target's authority replaces Host, so the app
+            # reads the same host that routed the request.
+            if b":" in host:
+                host = b"[%b]" % host  # an IPv6 literal
+            authority = host if parsed.port is None else b"%b:%d" % (host, parsed.port)
+            for index, (name, _) in enumerate(headers):
+                if name == b"host":
+                    headers[index] = (b"host", authority)
+        return (parsed.path or b"/"), (parsed.query or b"")
 
     def _check_sizes(self, url: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         limits = self.limits
@@ -328,12 +519,22 @@ class H1Parser:
         return f"request body larger than {limit} bytes (raise --limit-request-body to allow it)"
 
     def on_body(self, body: bytes) -> None:
+        size = self._body_size = self._body_size + len(body)
         limit = self.limits.body
-        if limit is not None:
-            self._body_size += len(body)
-            if self._body_size > limit:
-                self._refuse(413, self._body_too_large(limit))
+        if limit is not None and size > limit:
+            self._refuse(413, self._body_too_large(limit))
         self._on_body(body)
+
+    def on_chunk_header(self) -> None:
+        # Per chunk, chunked bodies only. The size is llhttp's; a chunk that brings no
+        # body before its end is the last one, whose trailer section follows.
+        self._in_chunk = True
+        self._chunk_mark = self._body_size
+        self._trailer_fed = 0
+        self._trailer_room = None
+
+    def on_chunk_complete(self) -> None:
+        self._in_chunk = False
 
     def on_message_complete(self) -> None:
         self._in_message = False
@@ -349,25 +550,72 @@ class H1Parser:
 _OWS = (0x20, 0x09)
 # " HTTP/1.1" at the end of a request line, mapped to the scope's http_version.
 _VERSION_TAILS = {b" HTTP/1.1": "1.1", b" HTTP/1.0": "1.0"}
+# CONNECT is left out on purpose: the lookup's miss is where it is noticed, off the
+# common path.
 _METHODS = {
     name.encode(): name
-    for name in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
+    for name in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")
 }
+_CONNECT = b"connect"
 _VERSIONS = frozenset({"1.1", "1.0"})
+# Fields on_headers_complete reads. The last two are singletons whose duplicates are
+# refused (docs/security.md): a proxy that reads the first and an app that reads the
+# last would disagree on how to parse the body, or on who is asking.
 _FRAMING_HEADERS = frozenset(
-    {b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"te", b"host"}
+    {
+        b"content-length",
+        b"transfer-encoding",
+        b"expect",
+        b"upgrade",
+        b"te",
+        b"host",
+        b"content-type",
+        b"authorization",
+    }
+)
+# Trailer fields refused (RFC 9110 section 6.5.1): those that frame the message, route
+# it or manage the connection, which llhttp or a proxy could act on. Any other trailer
+# field is dropped unread.
+_NOT_IN_TRAILERS = frozenset(
+    {
+        b"content-length",
+        b"transfer-encoding",
+        b"trailer",
+        b"te",
+        b"host",
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"upgrade",
+        b"expect",
+    }
+)
+_URL_RULE = (
+    "a request target is printable ASCII; other bytes must be percent-encoded"
+    " (RFC 9112 section 3.2, RFC 3986 section 2.1)"
 )
 
 
-def _split_other_target(url: bytes) -> tuple[bytes, bytes]:
-    """Absolute-form ("http://host/p?q"), authority-form (CONNECT) and "*" targets."""
-    if url == b"*":
-        return b"*", b""
-    try:
-        parsed = httptools.parse_url(url)
-    except httptools.HttpParserInvalidURLError:
-        return url, b""
-    return (parsed.path or b"/"), (parsed.query or b"")
+def _duplicate(name: bytes) -> str:
+    return (
+        f"more than one {name.decode('latin-1')!r} header (a proxy and the app could"
+        " each read a different one)"
+    )
+
+
+def _priming_head(length: int | None, chunked: bool, keep_alive: bool) -> bytes:
+    """A head with the framing of a request whose body is still to be read (rule 3)."""
+    framing = b"transfer-encoding: chunked" if chunked else b"content-length: %d" % (length or 0)
+    close = b"" if keep_alive else b"connection: close\r\n"
+    return b"PUT / HTTP/1.1\r\nhost: resume\r\n%b\r\n%b\r\n" % (framing, close)
+
+
+def _ignore_request(*_: object) -> None:
+    pass
+
+
+def _ignore_end() -> None:
+    pass
 
 
 # Response side ------------------------------------------------------------------------
