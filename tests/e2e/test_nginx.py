@@ -28,6 +28,8 @@ from typing import Any
 import pytest
 import trustme
 
+from tests.e2e._support import Recorder
+from tests.helpers import running_server
 from tests.supervisor._harness import Proc, pier
 
 NGINX = shutil.which("nginx") or next(
@@ -229,3 +231,66 @@ def test_sigterm_drains_in_flight_requests_then_stops_accepting(stack: Stack) ->
     assert stack.get("/api/")[0] == 502
 
 
+
+
+# --- request smuggling through an upgrade pier does not perform (issue 10) ----------------
+
+# nginx's documented WebSocket proxying, in front of a rule that guards /admin.
+UPGRADE_CONF = """
+worker_processes 1;
+{user}
+pid {dir}/nginx.pid;
+error_log stderr notice;
+events {{ worker_connections 64; }}
+http {{
+    access_log {dir}/access.log;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location /admin {{ return 403; }}
+        location / {{
+            proxy_pass http://127.0.0.1:{pier_port};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host $host;
+        }}
+    }}
+}}
+"""
+
+
+def test_an_upgrade_body_cannot_smuggle_a_request_past_nginx(tmp_path: Path) -> None:
+    smuggled = b"GET /admin/delete HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    attack = (b"POST / HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
+              b"Upgrade: h2c\r\nContent-Length: %d\r\n\r\n" % len(smuggled) + smuggled)
+    recorder = Recorder()
+    with running_server(recorder.app) as server:
+        port = free_port()
+        conf = tmp_path / "nginx.conf"
+        conf.write_text(UPGRADE_CONF.format(
+            dir=tmp_path, port=port, pier_port=server.port,
+            user="user root;" if os.geteuid() == 0 else ""))
+        assert NGINX is not None
+        nginx = Proc([NGINX, "-p", str(tmp_path), "-c", str(conf), "-e", "stderr",
+                      "-g", "daemon off;"])
+        try:
+            nginx.wait_for("start worker process")
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+                # The guard works: nginx itself refuses /admin.
+                client.sendall(smuggled)
+                assert client.recv(65536).startswith(b"HTTP/1.1 403")
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+                client.sendall(attack)
+                head = client.recv(65536)
+        finally:
+            nginx.signal(signal.SIGQUIT)
+            nginx.stop()
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    # nginx saw one POST /; pier served that, with its body, and nothing else.
+    assert recorder.paths == ["/"]
+    assert recorder.bodies == [smuggled]
