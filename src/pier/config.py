@@ -497,8 +497,9 @@ _OPTIONS: tuple[Option, ...] = (
     _row("timeout_graceful_shutdown", 30.0, _seconds_parser(positive=False),
          "seconds to let in-flight requests finish on shutdown before cancelling them",
          SERVER, metavar="SECONDS"),
-    _row("timeout_request_header", 20.0, _seconds_parser(positive=True),
-         "seconds a client gets to send a complete request head (slowloris defence)",
+    _row("timeout_request_header", 10.0, _seconds_parser(positive=True),
+         "seconds a client gets to send a complete request head (slowloris defence; "
+         "cut up to 0.25 s later)",
          SERVER, metavar="SECONDS"),
     _row("limit_concurrency", None, _optional(_int_parser(1)),
          "connections + tasks beyond this number get 503 Service Unavailable", SERVER,

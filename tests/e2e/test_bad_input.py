@@ -355,6 +355,16 @@ def test_slowloris_head_is_cut_off_after_the_header_timeout() -> None:
         assert_serves(server)
 
 
+def test_by_default_a_trickled_head_is_cut_off_after_ten_seconds() -> None:
+    # Issue 10: the default was 20 s. The deadline sweep may add up to 0.25 s.
+    recorder = Recorder()
+    with running_server(recorder.app) as server:
+        with Conn.open(server) as conn:
+            elapsed = _trickle_until_closed(conn, limit=15)
+        assert 9.9 <= elapsed < 11, f"cut off after {elapsed:.2f} s"
+        assert "/slow" not in recorder.paths
+
+
 def test_a_connection_that_never_sends_is_closed_after_the_header_timeout() -> None:
     with running_server(Recorder().app, timeout_request_header=0.3,
                         timeout_keep_alive=10) as server, Conn.open(server) as conn:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -64,6 +65,33 @@ def test_workers_serve_and_a_stop_drains_them_all(stop: str) -> None:
         assert answer == [(200, b"slow done")]
         assert not any(alive(pid) for pid in workers)
         assert "Finished supervisor process" in server.output
+
+
+def test_new_clients_are_refused_at_once_while_workers_drain() -> None:
+    # Issue 10: the supervisor's copy of the listening socket kept the kernel queueing
+    # new clients in the backlog during the drain; they were reset when the server
+    # exited, up to --timeout-graceful-shutdown later. A single process refuses them.
+    with pier(APP, "--workers", "2", *QUIET) as server:
+        answer: list[tuple[int, bytes]] = []
+        client = threading.Thread(
+            target=lambda: answer.append(get(server.host, server.port, "/slow?s=3"))
+        )
+        client.start()
+        server.wait_for("slow request started")
+        server.signal(signal.SIGTERM)
+        server.wait_count("Shutting down", 2)  # both workers began to drain
+
+        def refused() -> bool:
+            try:
+                socket.create_connection((server.host, server.port), timeout=1).close()
+            except ConnectionRefusedError:
+                return True
+            return False
+
+        wait_until(refused, timeout=2, what="a new client refused during the drain")
+        client.join(10)
+        assert answer == [(200, b"slow done")]  # the request in flight is still answered
+        assert server.wait() == 0
 
 
 def test_workers_stop_when_the_supervisor_is_killed() -> None:

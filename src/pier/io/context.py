@@ -59,7 +59,7 @@ class ServerContext:
     app_name: str = "the ASGI app"
     root_path: str = ""
     timeout_keep_alive: float = 5.0
-    timeout_request_header: float = 20.0
+    timeout_request_header: float = 10.0
     limit_concurrency: int | None = None
     proxy: TrustedHosts | None = None
     access_log: AccessLog | None = None

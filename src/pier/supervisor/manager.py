@@ -167,9 +167,15 @@ class Supervisor:
             self.sockets = bind_sockets(config)
             self.unix_paths = [address.path for address in wanted if address.kind == "unix"]
 
-    def _close_sockets(self) -> None:
+    def _close_listeners(self) -> None:
+        # The workers close their copies as they begin to drain; while this process
+        # still held one, the kernel went on queueing new clients in the backlog, to
+        # be reset when the server exited (up to --timeout-graceful-shutdown later).
         for sock in (*self.sockets, *self.reserved):
             sock.close()
+
+    def _close_sockets(self) -> None:
+        self._close_listeners()
         for path in self.unix_paths:
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -325,6 +331,7 @@ class Supervisor:
             return
         if not any(worker.stop_requested for worker in workers):
             logger.info("Stopping %d worker(s)", len(workers))
+        self._close_listeners()  # the drain starts: new clients are refused at once
         for worker in workers:
             worker.stop()
         await asyncio.gather(*(worker.wait_stopped(self.stop_deadline) for worker in workers))
