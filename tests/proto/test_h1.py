@@ -384,3 +384,12 @@ def test_reading_head_is_true_only_while_a_head_is_partly_read() -> None:
     assert parser.reading_head
     parser.receive_data(b"st: h\r\n\r\n")
     assert not parser.reading_head
+
+
+def test_a_refusal_after_an_upgrade_not_performed_is_a_refusal() -> None:
+    # Found by tests/proto/test_h1_properties.py: the request after an upgrade pier does
+    # not perform was read from inside the parser's upgrade handler, so its refusal
+    # carried the upgrade as context and escaped as httptools.HttpParserUpgrade.
+    data = H2C + b"\r\nGET /r0HTTP/1.1\r\nHost: h\r\n\r\n"
+    events = feed(data)
+    assert [type(e) for e in events] == [Request, EndOfMessage, BadRequest]
