@@ -501,6 +501,14 @@ _OPTIONS: tuple[Option, ...] = (
          "seconds a client gets to send a complete request head (slowloris defence; "
          "cut up to 0.25 s later)",
          SERVER, metavar="SECONDS"),
+    _row("timeout_send", 60.0, _optional(_seconds_parser(positive=True)),
+         "seconds a client may leave the response unread while the app waits to send "
+         "more; then the connection is closed and the app's send() raises "
+         "(none: wait forever)", SERVER, metavar="SECONDS"),
+    _row("timeout_response_start", None, _optional(_seconds_parser(positive=True)),
+         "seconds the app gets to start its response (http.response.start) before the "
+         "client gets 504 and the app task is cancelled; none: no limit", SERVER,
+         metavar="SECONDS"),
     _row("limit_concurrency", None, _optional(_int_parser(1)),
          "connections + tasks beyond this number get 503 Service Unavailable", SERVER,
          metavar="INT"),
@@ -820,6 +828,8 @@ class Config:
     timeout_keep_alive: float
     timeout_graceful_shutdown: float
     timeout_request_header: float
+    timeout_send: float | None
+    timeout_response_start: float | None
     limit_concurrency: int | None
     server_header: bool
     date_header: bool

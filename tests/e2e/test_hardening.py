@@ -10,13 +10,19 @@ asterisk target is for OPTIONS only), section 3 with RFC 3986 section 2.1 (bytes
 printable ASCII in a target are refused, saying why), RFC 9110 section 5.3 (duplicates of
 singleton fields a proxy and an app could read differently are refused), RFC 6455 section
 4.1 (a WebSocket handshake is an HTTP/1.1 GET without content; nothing pipelined behind
-it is read as HTTP). docs/security.md says what pier refuses and why.
+it is read as HTTP). Time limits on the app's side: --timeout-send (a client that takes
+none of the response is cut off; the ASGI HTTP spec's send() raises OSError and receive()
+returns http.disconnect), --timeout-response-start (504, the app task cancelled), and the
+requests a graceful shutdown cut are named. docs/security.md says what pier refuses and why.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -28,11 +34,16 @@ from tests.e2e._support import (
     Recorder,
     assert_serves,
     build_request,
+    capture_logs,
     chunked,
+    http_app,
     parse_all,
+    read_body,
+    respond,
     status_of,
+    wait_until,
 )
-from tests.helpers import RunningServer, running_server
+from tests.helpers import RunningServer, recv_until_closed, running_server
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: pier.test\r\n\r\n"
 NEXT = b"GET /next HTTP/1.1\r\nHost: pier.test\r\n\r\n"
@@ -370,3 +381,97 @@ def test_keep_alive_requests_are_unaffected(site: tuple[RunningServer, Site]) ->
     with Conn.open(server) as conn:
         for index in range(3):
             assert conn.request("POST", f"/k{index}", body=b"x" * index).status == 200
+
+
+# --- 9. slow readers: --timeout-send ------------------------------------------------------
+
+
+def test_a_client_that_reads_nothing_is_cut_off_after_the_send_timeout() -> None:
+    # Issue 10: ten clients reading at 1 byte/s were held forever, each pinning the
+    # app's chunk. The app's pending send() raises (ASGI: OSError) and receive() says
+    # http.disconnect; the log says why.
+    seen: dict[str, object] = {}
+    done = threading.Event()
+
+    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+        await read_body(receive)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            while True:
+                await send({"type": "http.response.body", "body": b"x" * (1 << 20),
+                            "more_body": True})
+        except OSError as exc:
+            seen["send"] = exc
+            seen["receive"] = await receive()
+            done.set()
+
+    with capture_logs() as logs, \
+            running_server(http_app(handler), timeout_send=0.5) as server:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect((server.host, server.port))
+        with client:
+            client.sendall(build_request("GET", "/slow-reader"))
+            started = time.monotonic()
+            assert done.wait(10), "the app's send() never gave up on a client that reads nothing"
+            elapsed = time.monotonic() - started
+            assert isinstance(seen["send"], OSError)
+            assert seen["receive"] == {"type": "http.disconnect"}
+            logs.wait_for("--timeout-send", "/slow-reader", level=logging.WARNING)
+            # Gone on the server's side while the client still reads nothing: what was
+            # buffered for it is dropped, not kept until it reads.
+            wait_until(lambda: not server.server.ctx.connections, message="connection gone")
+            recv_until_closed(client)  # closed: reading ends (reset or EOF), it does not hang
+        assert 0.4 < elapsed < 5, elapsed
+
+
+def test_a_client_that_reads_slowly_but_steadily_is_served() -> None:
+    body = b"y" * (2 << 20)
+
+    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+        await respond(send, 200, body)
+
+    with running_server(http_app(handler), timeout_send=2) as server, \
+            Conn.open(server) as conn:
+        assert conn.request("GET", "/big").body == body
+
+
+# --- 10. an app that never answers --------------------------------------------------------
+
+
+def test_an_app_that_never_starts_its_response_gets_504_and_is_cancelled() -> None:
+    cancelled = threading.Event()
+
+    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    with capture_logs() as logs, \
+            running_server(http_app(handler), timeout_response_start=0.3) as server, \
+            Conn.open(server) as conn:
+        started = time.monotonic()
+        response = conn.request("GET", "/stuck")
+        assert response.status == 504
+        assert time.monotonic() - started < 3
+        assert cancelled.wait(5), "the app's task was not cancelled"
+        logs.wait_for("--timeout-response-start", "/stuck", level=logging.WARNING)
+
+
+def test_requests_cut_by_the_graceful_shutdown_timeout_are_named_in_the_log() -> None:
+    started = threading.Event()
+
+    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    with capture_logs() as logs:
+        with running_server(http_app(handler), timeout_graceful_shutdown=0.3) as server:
+            conn = Conn.open(server)
+            conn.send(build_request("GET", "/never-answers"))
+            assert started.wait(5)
+        conn.sock.close()
+        line = logs.wait_for("graceful shutdown", "/never-answers", level=logging.WARNING)
+    assert "GET /never-answers from 127.0.0.1:" in line

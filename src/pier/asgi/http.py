@@ -98,6 +98,7 @@ class HTTPCycle(Wakeup):
         "headers",
         "phase",
         "scope",
+        "send_timeout",
         "sent",
         "started_at",
         "status",
@@ -124,6 +125,9 @@ class HTTPCycle(Wakeup):
         self.error: ASGIProtocolError | None = None
         # The Task running the app for this cycle, set by the lifecycle that starts it.
         self.task: asyncio.Task[None] | None = None
+        # Seconds send() waits for the peer to take what was written (--timeout-send,
+        # set by the lifecycle); None waits as long as it takes.
+        self.send_timeout: float | None = None
         # Request body chunks received and not yet handed to the app.
         self._body: list[bytes] = []
         self._buffered = 0
@@ -343,9 +347,7 @@ class HTTPCycle(Wakeup):
             if self._waiter is not None:
                 self._wake()
         elif stream.write_paused:
-            await stream.drain()
-            if self.disconnected:
-                raise self._gone()
+            await self._drain()
 
     async def _send_file(self, path: str) -> None:
         """http.response.pathsend: the file's bytes as the body, with its length."""
@@ -368,14 +370,46 @@ class HTTPCycle(Wakeup):
                     stream.send_data(self, chunk, more)
                     self.sent += len(chunk)
                     if more and stream.write_paused:
-                        await stream.drain()
-                        if self.disconnected:
-                            raise self._gone()
+                        await self._drain()
                 if not has_body:
                     stream.send_data(self, b"", False)
             except AppResponseError as exc:
                 raise self._broken(str(exc)) from None
         self.phase = _TRAILERS if self.trailers else _DONE
+
+    async def _drain(self) -> None:
+        """Wait until the peer takes what was written; give up after send_timeout.
+
+        A peer that reads nothing (or a byte a second) would otherwise hold the app and
+        everything it already wrote for as long as it likes (issue 10): past the timeout
+        the stream is aborted (dropping what it holds), receive() says http.disconnect
+        and this send() raises, as for a client that left.
+        """
+        timeout = self.send_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await self.stream.drain()
+        except TimeoutError:
+            if not self.disconnected:
+                scope = self.scope
+                client = scope.get("client")
+                logger.warning(
+                    "Closed the connection to %s: it took none of the response to %s %r"
+                    " for %ss (--timeout-send); the app's send() raised",
+                    f"{client[0]}:{client[1]}" if client else "a unix socket peer",
+                    scope.get("method"),
+                    scope.get("path", ""),  # %r: repr escapes what a client put in it
+                    timeout,
+                )
+                self.phase = _DONE
+                self.disconnected = True
+                self.stream.abort(self)
+                self._wake()
+            raise ClientDisconnected(
+                f"the client took no response bytes for {timeout}s (--timeout-send)"
+            ) from None
+        if self.disconnected:
+            raise self._gone()
 
     def _check_body(self, body: object) -> None:
         if not isinstance(body, (bytes, bytearray, memoryview)):

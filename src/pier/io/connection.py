@@ -490,6 +490,11 @@ class H1Connection(FlowControl, asyncio.Protocol):
 
     def abort(self, cycle: HTTPCycle, /) -> None:
         if cycle is self._active:
+            if self.write_paused and not self.closed:
+                # The peer is not reading: a graceful close would wait on it for as long
+                # as it likes, holding the buffered response (--timeout-send). Drop it.
+                self.closed = True
+                self.transport.abort()
             # Part of the response is on the wire: closing is the only honest signal.
             self._finish_active(keep_alive=False)
 

@@ -60,6 +60,9 @@ class ServerContext:
     root_path: str = ""
     timeout_keep_alive: float = 5.0
     timeout_request_header: float = 10.0
+    # --timeout-send, --timeout-response-start (io/lifecycle.py); None: no limit.
+    timeout_send: float | None = 60.0
+    timeout_response_start: float | None = None
     limit_concurrency: int | None = None
     proxy: TrustedHosts | None = None
     access_log: AccessLog | None = None

@@ -21,6 +21,11 @@ Rules (the contract every protocol glue codes against):
    by `response_done` or `send_error` (asgi/stream.py rule 4).
 5. When the app's Task ends, whatever the outcome, run_app forgets the Task and calls
    ctx.on_idle (graceful shutdown and --limit-max-requests wait on it).
+6. Time limits on the app's side, for every protocol: --timeout-send (HTTPCycle gives
+   up on a peer that takes none of the response, asgi/http.py `_drain`), and
+   --timeout-response-start (off by default: an app that has not sent
+   http.response.start in time gets its client a 504 and its Task cancelled).
+   `describe_requests` names what is still running when a graceful shutdown times out.
 
 Theory of operation, HTTP/1.1 keep-alive hello: on_request -> HTTPCycle -> start_request
 -> run_app -> app -> send(start) (stored) -> send(body) -> stream.send_head (one write)
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from time import perf_counter
 from typing import Any
 
@@ -47,15 +53,17 @@ from pier.logging import escape
 
 logger = logging.getLogger("pier.error")
 
-__all__ = ["log_response", "run_app", "start_request"]
+__all__ = ["describe_requests", "log_response", "run_app", "start_request"]
 
-# A module global: `Phase.DONE` costs ~1,100 instructions per lookup on Python 3.11.
+# Module globals: `Phase.DONE` costs ~1,100 instructions per lookup on Python 3.11.
 _DONE = Phase.DONE
+_START = Phase.START
 
 
 def start_request(ctx: ServerContext, cycle: HTTPCycle) -> None:
     """Run the app for this request, or answer 503 at --limit-concurrency."""
     ctx.total_requests += 1
+    cycle.send_timeout = ctx.timeout_send
     if ctx.access_log is not None:
         cycle.started_at = perf_counter()
     if ctx.limit_concurrency is not None and ctx.over_capacity():
@@ -71,6 +79,11 @@ def start_request(ctx: ServerContext, cycle: HTTPCycle) -> None:
 async def run_app(ctx: ServerContext, cycle: HTTPCycle) -> None:
     """Call the app for one cycle; turn every way it can fail into a clear log and answer."""
     scope = cycle.scope
+    overdue = None
+    if ctx.timeout_response_start is not None:
+        overdue = ctx.loop.call_later(
+            ctx.timeout_response_start, _response_start_overdue, ctx, cycle
+        )
     try:
         awaitable: Any = ctx.app(scope, cycle.receive, cycle.send)
         try:
@@ -145,12 +158,55 @@ async def run_app(ctx: ServerContext, cycle: HTTPCycle) -> None:
                 )
             cycle.fail()
     finally:
+        if overdue is not None:
+            overdue.cancel()
         # Rule 5, inline: a function call here cost ~250 instructions per request.
         task = cycle.task
         if task is not None:
             ctx.tasks.discard(task)
         if ctx.on_idle is not None:
             ctx.on_idle()
+
+
+def _response_start_overdue(ctx: ServerContext, cycle: HTTPCycle) -> None:
+    """--timeout-response-start passed: 504, and the app's Task is cancelled."""
+    if cycle.phase is not _START or cycle.disconnected:
+        return  # it started its response (or the client left): not overdue
+    scope = cycle.scope
+    logger.warning(
+        "Answered 504 to %s %s: the ASGI app %s did not start its response within %ss"
+        " (--timeout-response-start); its task is cancelled",
+        scope["method"],
+        escape(scope["path"]),
+        ctx.app_name,
+        ctx.timeout_response_start,
+    )
+    cycle.answer_plainly(504, "Gateway Timeout: the application did not answer in time")
+    task = cycle.task
+    if task is not None:
+        task.cancel()
+
+
+def describe_requests(tasks: Iterable[asyncio.Task[Any]]) -> list[str]:
+    """What each app Task serves ("GET /path from 10.0.0.1:5000"), for the shutdown log.
+
+    Read from the `scope` local of run_app / run_websocket_app in the Task's coroutine:
+    nothing per request has to remember it for the rare shutdown that times out.
+    """
+    described = []
+    for task in tasks:
+        frame = getattr(task.get_coro(), "cr_frame", None)
+        scope = frame.f_locals.get("scope") if frame is not None else None
+        if not isinstance(scope, dict):
+            described.append(task.get_name())
+            continue
+        client = scope.get("client")
+        method = scope.get("method", "WebSocket")
+        described.append(
+            f"{method} {escape(scope.get('path', ''))}"
+            f" from {f'{client[0]}:{client[1]}' if client else 'a unix socket peer'}"
+        )
+    return sorted(described)
 
 
 def _log_protocol_error(

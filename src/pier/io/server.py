@@ -30,6 +30,7 @@ from pier.errors import PierError
 from pier.io.connection import H1Connection
 from pier.io.context import ServerContext
 from pier.io.deadlines import DeadlineSweep, resolution_for
+from pier.io.lifecycle import describe_requests
 from pier.io.sockets import bind_sockets, describe
 from pier.proto.limits import H2Limits, Limits
 
@@ -228,6 +229,8 @@ class Server:
             root_path=config.root_path,
             timeout_keep_alive=config.timeout_keep_alive,
             timeout_request_header=config.timeout_request_header,
+            timeout_send=config.timeout_send,
+            timeout_response_start=config.timeout_response_start,
             limit_concurrency=config.limit_concurrency,
             proxy=proxy,
             access_log=access,
@@ -390,6 +393,11 @@ class Server:
                 len(ctx.tasks),
                 len(ctx.connections),
             )
+            running = describe_requests(ctx.tasks)
+            if running:
+                logger.warning(
+                    "Requests cut by the graceful shutdown timeout: %s", "; ".join(running)
+                )
             for task in list(ctx.tasks):
                 task.cancel()
             for connection in list(ctx.connections):
