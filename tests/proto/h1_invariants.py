@@ -23,8 +23,8 @@ UPGRADES = frozenset({b"websocket"})
 
 
 def parse(pieces: list[bytes]) -> tuple[list[object], H1Parser]:
-    recorder = EventRecorder()
-    parser = H1Parser(LIMITS, recorder, UPGRADES)
+    recorder = EventRecorder(UPGRADES)
+    parser = H1Parser(LIMITS, recorder)
     for index, piece in enumerate(pieces):
         parser.receive_data(piece)  # invariant 1: nothing may escape
         events = recorder.events

@@ -207,8 +207,10 @@ class H1Connection(FlowControl, asyncio.Protocol):
         has_body: bool,
         accepts_trailers: bool,
         /,
-    ) -> None:
+    ) -> bool | None:
         ctx = self.ctx
+        # Returns True for an upgrade it takes over (on_upgrade follows); any other is
+        # served as an ordinary request, body included (proto/h1.py rule 3).
         # `is not None` first: comparing None with bytes costs a failed rich comparison
         # per request, and upgrades are rare.
         if (
@@ -223,7 +225,7 @@ class H1Connection(FlowControl, asyncio.Protocol):
                 )
             )
         ):
-            return
+            return True
         if upgrade is not None and upgrade == b"websocket" and ctx.ws_handler is not None:
             # Handed over when on_upgrade brings the bytes after the head.
             self._upgrade_request = Request(
@@ -239,7 +241,7 @@ class H1Connection(FlowControl, asyncio.Protocol):
                 has_body,
                 accepts_trailers,
             )
-            return
+            return True
         scope = http_scope(
             self.info, ctx.lifespan_state, method, http_version, raw_path, query_string, headers
         )
@@ -256,6 +258,7 @@ class H1Connection(FlowControl, asyncio.Protocol):
             self._queue.append((cycle, head))
             if len(self._queue) >= PIPELINE_DEPTH and not self._read_paused:
                 self._pause_reading()
+        return None
 
     def on_body(self, data: bytes) -> None:
         cycle = self._reading
@@ -300,10 +303,9 @@ class H1Connection(FlowControl, asyncio.Protocol):
                 BadRequest(400, "WebSocket upgrade pipelined behind other requests")
             )
             return
-        # Any other upgrade (h2c, ...) was answered as plain HTTP; what followed its
-        # head is the next HTTP/1.1 request.
-        if data:
-            self.parser.receive_data(data)
+        # Only an upgrade on_request took comes here (proto/h1.py rule 3); were it
+        # otherwise, the bytes after the head are not known to be a request: close.
+        self._close()
 
     def _h2c_upgrade(self, request: Request) -> bool:
         """Keep a usable Upgrade: h2c request for on_upgrade (RFC 7540 3.2)."""

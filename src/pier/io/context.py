@@ -76,9 +76,6 @@ class ServerContext:
     limit_warned_at: dict[str, float] = field(default_factory=dict)
     # Takes over upgraded connections (io/websocket.py); None when --ws none.
     ws_handler: Callable[..., Any] | None = None
-    # The Upgrade tokens connections take over (b"websocket" with a ws_handler); any
-    # other upgrade request is served as an ordinary request (proto/h1.py rule 3).
-    upgrades: frozenset[bytes] = frozenset()
     connections: set[Connection] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     total_requests: int = 0

@@ -254,7 +254,6 @@ class Server:
                 )
             else:
                 ctx.ws_handler = handler_from_config(ctx, config)
-                ctx.upgrades = frozenset({b"websocket"})
         self._static_headers = _static_headers(config)
         self._refresh_date(ctx)
         return ctx

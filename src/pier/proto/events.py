@@ -75,7 +75,10 @@ class RequestHandler(Protocol):
     """What a parser calls, in wire order, as the bytes it is fed complete things.
 
     `on_request` takes the fields of `Request`, in its order, positionally: it runs
-    once per request, and keyword arguments cost measurably there.
+    once per request, and keyword arguments cost measurably there. For a request that
+    asks to switch protocols (`upgrade` not None) it returns True when the handler takes
+    the connection over (`on_upgrade` then brings the bytes after the head); anything
+    else makes it an ordinary request, body included (proto/h1.py rule 3).
     """
 
     def on_request(  # noqa: PLR0917 - positional: keywords cost 830 more instructions a call
@@ -92,7 +95,7 @@ class RequestHandler(Protocol):
         has_body: bool,
         accepts_trailers: bool,
         /,
-    ) -> None: ...
+    ) -> bool | None: ...
 
     def on_body(self, data: bytes) -> None: ...
 
@@ -104,10 +107,15 @@ class RequestHandler(Protocol):
 
 
 class EventRecorder:
-    """A RequestHandler that keeps what it is told as a list of event records."""
+    """A RequestHandler that keeps what it is told as a list of event records.
 
-    def __init__(self) -> None:
+    It takes over the upgrades named in `upgrades` (lower-case tokens), as a connection
+    that performs them would.
+    """
+
+    def __init__(self, upgrades: frozenset[bytes] = frozenset()) -> None:
         self.events: list[Event] = []
+        self.upgrades = upgrades
 
     def on_request(  # noqa: PLR0917 - positional: keywords cost 830 more instructions a call
         self,
@@ -123,7 +131,7 @@ class EventRecorder:
         has_body: bool,
         accepts_trailers: bool,
         /,
-    ) -> None:
+    ) -> bool:
         self.events.append(
             Request(
                 method,
@@ -139,6 +147,7 @@ class EventRecorder:
                 accepts_trailers,
             )
         )
+        return upgrade is not None and upgrade in self.upgrades
 
     def on_body(self, data: bytes) -> None:
         self.events.append(Body(data))

@@ -12,11 +12,12 @@ Rules:
    connection that sent garbage is never read again, so no smuggled request is served.
 3. Bytes that were part of a body are never read as a request (docs/security.md). llhttp
    skips the body of any request that asks to switch protocols (Upgrade with
-   Connection: upgrade, or CONNECT) and stops after its head; an upgrade the connection
-   will not perform (a token not in `upgrades`, or any on HTTP/1.0) is an ordinary
-   request, so its body is read on by a fresh llhttp primed with a head of the same
-   framing (`_resume_after_upgrade`). CONNECT is never tunnelled: served without a
-   body, and nothing after its head is read.
+   Connection: upgrade, or CONNECT) and stops after its head. The handler's
+   `on_request` returns True when it takes the connection over (WebSocket, h2c); an
+   upgrade it does not take (or any on HTTP/1.0) is an ordinary request, whose body is
+   read on by a fresh llhttp primed with a head of the same framing
+   (`_resume_after_upgrade`). An upgrade taken with a body is refused. CONNECT is never
+   tunnelled: refused with content, else served and nothing after its head is read.
 4. A trailer section is held to the head's limits (fields and bytes, counted together
    with the head), never reaches the request's headers (the app's scope has them), and
    is refused when it names a field that frames, routes or manages the connection;
@@ -102,18 +103,13 @@ class H1Parser:
         "_resume",
         "_trailer_fed",
         "_trailer_room",
-        "_upgrades",
         "_url",
         "limits",
         "reading_head",
     )
 
-    def __init__(
-        self, limits: Limits, handler: RequestHandler, upgrades: frozenset[bytes] = frozenset()
-    ) -> None:
+    def __init__(self, limits: Limits, handler: RequestHandler) -> None:
         self.limits = limits
-        # The Upgrade tokens the handler takes the connection over for (lower case).
-        self._upgrades = upgrades
         self._parser = httptools.HttpRequestParser(self)
         self._handler = handler
         # Bound once: these run per request and per body chunk.
@@ -427,10 +423,10 @@ class H1Parser:
             raw_path, query = self._other_target(url, method, headers)
         keep_alive = self._keep_alive = parser.should_keep_alive()
         if upgrade is not None:
-            upgrade, keep_alive = self._decide_upgrade(
+            upgrade, keep_alive = self._upgrade_asked(
                 upgrade, method, version, length, chunked, keep_alive
             )
-        self._on_request(
+        taken = self._on_request(
             method,
             raw_path,
             query,
@@ -443,6 +439,8 @@ class H1Parser:
             bool(length) or chunked,
             trailers_ok,
         )
+        if upgrade is not None:
+            self._upgrade_answered(upgrade, taken, length, chunked, keep_alive)
 
     def _check_host(self, host: bytes) -> None:
         # RFC 9110 section 7.2, RFC 9112 section 3.2: a Host that is not
@@ -457,7 +455,7 @@ class H1Parser:
         # cheaper still than the set (measured: the set alone cost ~400 instructions).
         self._host_ok = host
 
-    def _decide_upgrade(  # noqa: PLR0917 - one caller, next to it
+    def _upgrade_asked(  # noqa: PLR0917 - one caller, next to it
         self,
         token: bytes,
         method: str,
@@ -466,30 +464,42 @@ class H1Parser:
         chunked: bool,
         keep_alive: bool,
     ) -> tuple[bytes | None, bool]:
-        """The Upgrade token the handler takes over, or None for an ordinary request (rule 3).
-
-        Returns it with the request's keep-alive.
-        """
+        """The Upgrade token to offer the handler (None: none to offer), and keep-alive."""
         if not self._parser.should_upgrade():
             return None, keep_alive  # Upgrade without Connection: upgrade: plain HTTP
-        has_body = bool(length) or chunked
         if method == "CONNECT":
-            if has_body:
+            if length or chunked:
                 self._refuse(400, "a CONNECT request has no content (RFC 9110 section 9.3.6)")
-            # pier tunnels nothing: what follows the head may be tunnel bytes, so the
-            # connection ends with this request.
+            # pier tunnels nothing (rule 3): an ordinary request, after which nothing is
+            # read, because what follows its head may be tunnel bytes.
             self._keep_alive = False
             self._resume = b""
             return None, False
-        if token in self._upgrades and version == "1.1":
+        if version != "1.1":
+            # RFC 9110 section 7.8: a server MUST ignore Upgrade in an HTTP/1.0 request.
+            self._read_on(length, chunked, keep_alive)
+            return None, keep_alive
+        return token, keep_alive
+
+    def _upgrade_answered(
+        self, token: bytes, taken: bool | None, length: int | None, chunked: bool,
+        keep_alive: bool,
+    ) -> None:
+        """After the handler heard an upgrade request: hand over, or read on (rule 3)."""
+        has_body = bool(length) or chunked
+        if taken:
             if has_body:
-                # RFC 6455 section 4.1: the opening handshake is a GET with no content;
-                # bytes after the head would be read as frames.
+                # RFC 6455 section 4.1 (a handshake is a GET with no content), RFC 7540
+                # section 3.2: bytes after the head would be read as the new protocol.
                 self._refuse(400, f"a {token.decode('latin-1')} upgrade request with a body")
-            return token, keep_alive
-        # Not performed (RFC 9110 section 7.8: a server may ignore Upgrade, and must in
-        # HTTP/1.0): an ordinary request, whose body llhttp skipped and has to be read.
-        if has_body:
+            self._resume = None
+            return
+        self._read_on(length, chunked, keep_alive)
+
+    def _read_on(self, length: int | None, chunked: bool, keep_alive: bool) -> None:
+        """An upgrade not performed (RFC 9110 section 7.8 lets a server ignore Upgrade):
+        an ordinary request, whose body llhttp skipped and has to be read (rule 3)."""
+        if length or chunked:
             self._resume = _priming_head(length, chunked, keep_alive)
             # llhttp ends this message at its head: its end and its keep-alive come
             # with the body, from the primed parser.
@@ -497,7 +507,6 @@ class H1Parser:
             self._keep_alive = True
         else:
             self._resume = b""
-        return None, keep_alive
 
     def _other_target(
         self, url: bytes, method: str, headers: list[tuple[bytes, bytes]]
