@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from pier.asgi.http import ASGIProtocolError, HTTPCycle
+from pier.asgi.http import WHOLE_CHUNK, ASGIProtocolError, HTTPCycle
 from pier.asgi.scope import ConnectionInfo, http_scope
 from pier.io.connection import H1Connection
 from pier.io.context import ServerContext
@@ -469,3 +469,53 @@ def test_the_contract_is_the_interface() -> None:
         if not name.startswith("_") and callable(getattr(FakeStream, name))
     }
     assert public == declared - {"write_paused"}
+
+
+# Request body delivery (asgi/http.py rule 4): small chunks that piled up while the app
+# was busy come as one message; a large chunk comes alone, the very bytes object the
+# glue fed (no copy of an upload); more is asked for only once all was taken.
+
+
+def body_cycle(chunks: list[bytes], *, ended: bool) -> tuple[HTTPCycle, FakeStream]:
+    cycle, stream = fake_cycle(sends(), body=[])
+    for chunk in chunks:
+        cycle.feed_body(chunk)
+    if ended:
+        cycle.feed_end()
+    return cycle, stream
+
+
+def receive_all(cycle: HTTPCycle, count: int) -> list[Message]:
+    async def main() -> list[Message]:
+        return [await cycle.receive() for _ in range(count)]
+
+    return asyncio.run(main())
+
+
+def test_small_body_chunks_buffered_together_come_as_one_message() -> None:
+    cycle, _ = body_cycle([b"ab", b"cd", b"ef"], ended=True)
+    [message] = receive_all(cycle, 1)
+    assert message == {"type": "http.request", "body": b"abcdef", "more_body": False}
+
+
+def test_large_body_chunks_come_one_per_message_uncopied_and_in_order() -> None:
+    first = b"a" * WHOLE_CHUNK
+    second = b"b" * (WHOLE_CHUNK * 2)
+    third = b"c" * 10
+    cycle, stream = body_cycle([first, second, third], ended=True)
+    messages = receive_all(cycle, 3)
+    assert [m["more_body"] for m in messages] == [True, True, False]
+    assert messages[0]["body"] is first
+    assert messages[1]["body"] is second
+    assert messages[2]["body"] == third
+    # Everything was buffered and the body had ended: nothing more to read.
+    assert stream.wanted == 0
+
+
+def test_more_body_is_asked_for_only_once_the_buffer_is_drained() -> None:
+    chunks = [b"a" * WHOLE_CHUNK, b"b" * WHOLE_CHUNK]
+    cycle, stream = body_cycle(chunks, ended=False)
+    first, second = receive_all(cycle, 2)
+    assert first["more_body"] and second["more_body"]
+    assert stream.wanted == 1  # after the second message, not the first
+    assert first["body"] + second["body"] == b"".join(chunks)
