@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pier.asgi.proxy import TrustedHosts, apply_proxy_headers
+from pier.asgi.proxy import TrustedHosts, apply_proxy_headers, has_proxy_headers
 from pier.errors import ConfigError
 
 PROXY = ("10.0.0.1", 5000)
@@ -420,3 +420,14 @@ def test_zone_id_peer_matches_its_network() -> None:
 def test_non_string_entry_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"entry 5 is not a string \(int\); use strings"):
         TrustedHosts(["127.0.0.1", 5])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    "name", [b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"]
+)
+def test_the_per_request_check_sees_every_proxy_header(name: bytes) -> None:
+    # The connection skips apply_proxy_headers when this says no: a header it missed
+    # would let a request through unrewritten.
+    headers = [(b"host", b"example.com"), (name, b"203.0.113.7"), (b"accept", b"*/*")]
+    assert has_proxy_headers(headers)
+    assert not has_proxy_headers([(b"host", b"example.com"), (b"x-forwarded", b"x")])

@@ -351,6 +351,24 @@ def _set_scheme(scope: MutableMapping[str, Any], proto: str) -> None:
         scope["scheme"] = scheme
 
 
+def has_proxy_headers(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Does the request carry any header apply_proxy_headers reads?
+
+    For the per-request path of a connection from a trusted proxy, which calls
+    apply_proxy_headers only when this says yes. A plain loop: measured cheaper than
+    frozenset.isdisjoint over a map (~2.4k against ~3.4k instructions, 3 headers).
+    """
+    for name, _ in headers:  # noqa: SIM110 - any() over a generator costs more per request
+        if name in _PROXY_HEADERS:
+            return True
+    return False
+
+
+def trusts_peer(trusted: TrustedHosts, client: tuple[str, int] | None) -> bool:
+    """Is this connection's peer a trusted proxy (decided once per connection)?"""
+    return (client[0] if client else None) in trusted
+
+
 def apply_proxy_headers(scope: MutableMapping[str, Any], trusted: TrustedHosts) -> None:
     """Rewrite scope["client"], scope["scheme"] and the host header from proxy headers,
     if and only if the peer is a trusted proxy. Never raises on header content."""

@@ -27,7 +27,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
 from pier.asgi.http import HTTPCycle
-from pier.asgi.proxy import apply_proxy_headers
+from pier.asgi.proxy import TrustedHosts, apply_proxy_headers, has_proxy_headers, trusts_peer
 from pier.asgi.scope import ConnectionInfo, http_scope
 from pier.io.context import ServerContext
 from pier.io.deadlines import NEVER
@@ -93,6 +93,7 @@ class H1Connection(FlowControl, asyncio.Protocol):
         "_h2c",
         "_head_sent",
         "_pending_refusal",
+        "_proxy",
         "_queue",
         "_reading",
         "_response_framer",
@@ -130,6 +131,9 @@ class H1Connection(FlowControl, asyncio.Protocol):
         self._response_framer = ResponseFramer()
         self._head_sent = False
         self._pending_refusal: BadRequest | None = None
+        # ctx.proxy when this connection's peer is a trusted proxy, else None: the
+        # peer does not change, so trust is decided once (connection_made).
+        self._proxy: TrustedHosts | None = None
         self._upgrade_request: Request | None = None
         # issue 9: on cleartext with HTTP/2 on, the first bytes may be the HTTP/2
         # preface (prior knowledge); _sniffed holds a preface's first bytes until it is
@@ -151,8 +155,11 @@ class H1Connection(FlowControl, asyncio.Protocol):
         ctx.connections.add(self)
         ctx.total_connections += 1
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        self.info = connection_info(transport, root_path=ctx.root_path)
-        self._sniff = ctx.h2_limits is not None and self.info.scheme == "http"
+        self.info = info = connection_info(transport, root_path=ctx.root_path)
+        self._sniff = ctx.h2_limits is not None and info.scheme == "http"
+        proxy = ctx.proxy
+        if proxy is not None and trusts_peer(proxy, info.client):
+            self._proxy = proxy
         # A connection accepted just as shutdown began is still served: its request
         # is answered with "Connection: close" (keep-alive is off while shutting down).
         self._set_deadline(_IDLE, min(ctx.timeout_keep_alive, ctx.timeout_request_header))
@@ -245,8 +252,9 @@ class H1Connection(FlowControl, asyncio.Protocol):
         scope = http_scope(
             self.info, ctx.lifespan_state, method, http_version, raw_path, query_string, headers
         )
-        if ctx.proxy is not None:
-            apply_proxy_headers(scope, ctx.proxy)
+        proxy = self._proxy
+        if proxy is not None and has_proxy_headers(headers):
+            apply_proxy_headers(scope, proxy)
         cycle = HTTPCycle(scope, self)
         if has_body:
             cycle.expect_body(expect_continue)
