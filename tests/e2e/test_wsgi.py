@@ -273,17 +273,23 @@ class Closing:
         self.closed.set()
 
 
-def test_close_is_called_when_the_client_leaves_mid_stream() -> None:
-    closed = threading.Event()
+def endless_app(closed: threading.Event, block: bytes) -> WSGIApp:
+    """An app streaming `block` forever; its iterable's close() sets `closed`."""
 
     def endless() -> Iterator[bytes]:
         while True:
-            yield b"y" * 16384
+            yield block
 
     def app(environ: Environ, start_response: StartResponse) -> Closing:
-        start_response("200 OK", [("Content-Type", "text/plain")])
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return Closing(endless(), closed)
 
+    return app
+
+
+def test_close_is_called_when_the_client_leaves_mid_stream() -> None:
+    closed = threading.Event()
+    app = endless_app(closed, b"y" * 16384)
     with running_server(app, interface="wsgi") as server:
         with Conn.open(server) as conn:
             conn.send(build_request("GET", "/"))
@@ -556,6 +562,21 @@ def test_graceful_shutdown_waits_for_a_running_wsgi_request() -> None:
         response = conn.read_response()
         assert response.status == 200 and response.body == b"finished"
         assert not response.keeps_alive
+
+
+def test_close_is_called_when_graceful_shutdown_gives_up_on_a_stream() -> None:
+    closed = threading.Event()
+    app = endless_app(closed, b"z" * 65536)
+    with running_server(app, interface="wsgi", timeout_graceful_shutdown=0.5) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.connect((server.host, server.port))
+        with Conn(sock) as conn:
+            conn.send(build_request("GET", "/"))
+            conn.read_head()  # then reads nothing: the app's thread blocks on backpressure
+            server.server.should_exit = True
+            server.server.wake()
+            assert closed.wait(10), "close() was not called when shutdown gave up"
 
 
 # --- real frameworks ----------------------------------------------------------------------

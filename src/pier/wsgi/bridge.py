@@ -267,6 +267,7 @@ class _Exchange(Wakeup):
         environ = adapter.environ.build(scope, self._fetch)
         result: Iterable[bytes] = adapter.app(environ, self._start_response)
         tail = b""
+        by_path = False
         try:
             if type(result) is list and len(result) == 1:
                 # The usual small response: all of it goes in one message, so pier
@@ -280,7 +281,7 @@ class _Exchange(Wakeup):
                 and (path := result.sendable_path()) is not None
             ):
                 self._send_path(path)
-                return
+                by_path = True
             else:
                 for chunk in result:
                     if chunk:
@@ -289,7 +290,12 @@ class _Exchange(Wakeup):
             close = getattr(result, "close", None)
             if close is not None:
                 close()
-        self._finish(tail)
+        if by_path:
+            # Done only now: the request's task (which graceful shutdown waits for)
+            # outlives close(), as for every other response.
+            self._push((_DONE,), 0, final=True)
+        else:
+            self._finish(tail)
 
     def _fetch(self) -> Message:
         """receive() run on the loop, waited for in the app's thread (wsgi.input)."""
@@ -355,7 +361,6 @@ class _Exchange(Wakeup):
         self._wait_room(0)
         if self.aborted:
             raise ClientGone("the client closed the connection")
-        self._push((_DONE,), 0, final=True)
 
     def _push(self, items: tuple[Any, ...], size: int, *, final: bool = False) -> None:
         if self.aborted and not final:
