@@ -120,14 +120,19 @@ def test_environ_is_complete_and_paths_are_latin1_as_pep_3333_requires() -> None
 # --- bodies both ways ---------------------------------------------------------------------
 
 
-def digest_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
-    stream = environ["wsgi.input"]
+def read_digest(stream: Any) -> tuple[int, str]:
+    """(size, sha256) of wsgi.input read to its end in 64 KiB reads."""
     digest = hashlib.sha256()
     size = 0
     while chunk := stream.read(65536):
         digest.update(chunk)
         size += len(chunk)
-    return text("200 OK", f"{size} {digest.hexdigest()}".encode(), start_response)
+    return size, digest.hexdigest()
+
+
+def digest_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    size, sha256 = read_digest(environ["wsgi.input"])
+    return text("200 OK", f"{size} {sha256}".encode(), start_response)
 
 
 def big_response_app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
@@ -664,6 +669,43 @@ def test_falcon_app_is_detected_and_served() -> None:
         assert created.status_code == 201
         assert created.json() == {"name": "x", "got": {"n": [1, 2]}}
         assert client.get("/nothing").status_code == 404
+
+
+def test_http2_streams_to_a_wsgi_app() -> None:
+    """RFC 9113 over cleartext (prior knowledge): the same bridge serves each stream."""
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        if environ["PATH_INFO"] == "/stream":
+            start_response("200 OK", [("Content-Type", "application/octet-stream")])
+            for _ in range(32):
+                yield b"s" * 65536
+            return
+        size, sha256 = read_digest(environ["wsgi.input"])
+        answer = {"protocol": environ["SERVER_PROTOCOL"], "path": environ["PATH_INFO"],
+                  "length": environ.get("CONTENT_LENGTH"), "size": size, "sha256": sha256}
+        start_response("200 OK", [("Content-Type", "application/json")])
+        yield json.dumps(answer).encode()
+
+    upload = os.urandom(3 * 1024 * 1024)
+
+    def pieces() -> Iterator[bytes]:
+        for start in range(0, len(upload), 100_000):
+            yield upload[start : start + 100_000]
+
+    with running_server(validator(app), interface="wsgi") as server, \
+            httpx.Client(base_url=server.url, http1=False, http2=True, timeout=30) as client:
+        sized = client.post("/sized", content=upload)
+        assert sized.http_version == "HTTP/2"
+        assert sized.json() == {"protocol": "HTTP/2", "path": "/sized",
+                                "length": str(len(upload)), "size": len(upload),
+                                "sha256": hashlib.sha256(upload).hexdigest()}
+        # A streamed upload has no Content-Length on HTTP/2: read to the stream's end.
+        unsized = client.post("/unsized", content=pieces())
+        assert unsized.json()["length"] is None
+        assert unsized.json()["size"] == len(upload)
+        streamed = client.get("/stream")
+        assert streamed.http_version == "HTTP/2"
+        assert streamed.content == b"s" * 65536 * 32
 
 
 def test_wsgi_app_refuses_websocket_upgrades() -> None:
