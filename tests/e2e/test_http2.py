@@ -805,3 +805,46 @@ def test_a_client_that_never_opens_its_window_holds_back_the_app_not_memory(
         client.flush()
         status, body = client.response(1)
         assert status == 200 and len(body) == 64 * 16384
+
+
+# --- real frameworks over HTTP/2 ---------------------------------------------------------------
+
+
+def test_starlette_and_fastapi_over_h2_uploads_streams_sse_and_lifespan_state() -> None:
+    import hashlib
+
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Mount, Route
+
+    from tests.e2e.test_frameworks import UPLOAD, Probe, fastapi_app, starlette_app
+
+    async def events(request: Any) -> StreamingResponse:
+        async def stream() -> Any:
+            for index in range(3):
+                await asyncio.sleep(0)
+                yield f"event: tick\ndata: {index}\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    for name, inner in (("starlette", starlette_app(Probe())), ("fastapi", fastapi_app(Probe()))):
+        app = Starlette(routes=[Route("/sse", events), Mount("/", inner)],
+                        lifespan=inner.router.lifespan_context)
+        with running_server(app, lifespan="on") as server, httpx.Client(
+            http1=False, http2=True, base_url=server.url, timeout=10
+        ) as client:
+            # A 2 MiB multipart upload: many windows' worth, reopened as the app reads.
+            response = client.post("/upload", files={"file": ("data.bin", UPLOAD)},
+                                   data={"note": "h2"})
+            assert response.http_version == "HTTP/2", name
+            answer = response.json()
+            assert answer["size"] == len(UPLOAD), name
+            assert answer["sha256"] == hashlib.sha256(UPLOAD).hexdigest()
+            with client.stream("GET", "/stream") as streamed:
+                assert "transfer-encoding" not in streamed.headers  # HTTP/2 frames it
+                assert list(streamed.iter_lines()) == [f"piece {i}" for i in range(5)]
+            with client.stream("GET", "/sse") as sse:
+                assert sse.headers["content-type"].startswith("text/event-stream")
+                data = [line for line in sse.iter_lines() if line.startswith("data:")]
+            assert data == ["data: 0", "data: 1", "data: 2"]
+            assert "lifespan" in client.get("/state").text, name
