@@ -94,6 +94,26 @@ async def run_round(requests: int) -> float:
     return (time.process_time() - started) / requests
 
 
+async def metrics_round(requests: int) -> float:
+    """run_round with --metrics-bind's counting on (issue 12: pier.metrics, io/metered.py)."""
+    from pier.io.metered import MeteredH1Connection
+    from pier.metrics import Recorder
+
+    loop = asyncio.get_running_loop()
+    ctx = hello_context(loop)
+    ctx.metrics = ctx.access_log = Recorder()
+    connection = MeteredH1Connection(ctx)
+    transport = CountingTransport()
+    connection.connection_made(transport)  # type: ignore[arg-type]
+    started = time.process_time()
+    for expected in range(1, requests + 1):
+        connection.data_received(REQUEST)
+        if transport.writes < expected:
+            transport.written = loop.create_future()
+            await transport.written
+    return (time.process_time() - started) / requests
+
+
 async def new_connection_round(requests: int) -> float:
     """A connection per request: protocol set-up, one Connection: close request, teardown."""
     loop = asyncio.get_running_loop()
@@ -135,13 +155,18 @@ def main() -> None:
     parser.add_argument("--loop", default="uvloop")
     parser.add_argument(
         "--only",
-        choices=("pier", "newconn", "bare"),
+        choices=("pier", "metrics", "newconn", "bare"),
         help="run one side once (for instruction counts under valgrind: see bench/instructions)",
     )
     args = parser.parse_args()
     if args.only:
         with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-            rounds = {"pier": run_round, "newconn": new_connection_round, "bare": bare_round}
+            rounds = {
+                "pier": run_round,
+                "metrics": metrics_round,
+                "newconn": new_connection_round,
+                "bare": bare_round,
+            }
             runner.run(rounds[args.only](args.requests))
         return
     best = floor = float("inf")

@@ -297,6 +297,17 @@ def _parse_paths(value: object) -> list[str]:
     return _string_list(value, "a list of directories")
 
 
+def _parse_admin_bind(value: object) -> str:
+    text = _parse_str(value).strip()
+    try:
+        address = parse_bind(text)
+    except ValueError as exc:
+        raise _Invalid(f"HOST:PORT or unix:PATH ({exc})") from None
+    if address.kind == "fd":
+        raise _Invalid("HOST:PORT or unix:PATH (an inherited fd is for the app's listeners)")
+    return text
+
+
 _CERT_REQS = ("none", "optional", "required")  # ssl.CERT_NONE, CERT_OPTIONAL, CERT_REQUIRED
 
 
@@ -444,6 +455,7 @@ def _row(name: str, default: Any, parse: Callable[[object], Any], help: str, gro
 
 SERVER, APP, LIMITS, PROXY, LOGGING = "Server", "App", "HTTP limits", "Proxy", "Logging"
 WORKERS, RELOAD, TLS = "Workers", "Reload", "TLS"  # issue 5
+OPERATIONS = "Operations"  # issue 12
 HTTP2 = "HTTP/2"  # issue 9
 
 # The table. Order is the order of `pier --help` (groups appear in first-seen order).
@@ -607,6 +619,25 @@ _OPTIONS: tuple[Option, ...] = (
          "event loop) before it is killed and replaced", WORKERS, metavar="SECONDS"),
     _row("timeout_notify", None, _optional(_seconds_parser(positive=True)),
          "uvicorn's older name for --timeout-worker-healthcheck", WORKERS,
+         metavar="SECONDS"),
+    # issue 12: recycling beyond max-requests (pier.supervisor)
+    _row("limit_max_memory", None, _optional(_int_parser(1)),
+         "a worker whose resident memory passes this many MiB is replaced, gracefully"
+         " (its replacement is ready first)", WORKERS, metavar="MIB"),
+    _row("limit_max_lifetime", None, _optional(_seconds_parser(positive=True)),
+         "a worker is replaced, gracefully, after serving this many seconds", WORKERS,
+         metavar="SECONDS"),
+    _row("limit_max_lifetime_jitter", 0.0, _seconds_parser(positive=False),
+         "add 0..N seconds to each worker's --limit-max-lifetime, so workers do not all"
+         " restart at once", WORKERS, metavar="SECONDS"),
+    # --- Operations (issue 12: admin listener, drain) --------------------------------
+    _row("metrics_bind", None, _optional(_parse_admin_bind),
+         "serve /metrics (Prometheus), /livez and /readyz on this separate address"
+         " (HOST:PORT or unix:PATH), never on the app's listeners", OPERATIONS,
+         metavar="ADDRESS"),
+    _row("shutdown_delay", 0.0, _seconds_parser(positive=False),
+         "on SIGTERM, fail /readyz and keep serving this many seconds before draining"
+         " (lets a load balancer stop sending traffic first)", OPERATIONS,
          metavar="SECONDS"),
     # --- Reload (issue 5; pier.supervisor.reload) -------------------------------------
     _row("reload", False, _parse_bool,
@@ -886,6 +917,11 @@ class Config:
     # issue 12: operating in production
     config_file: str | None
     proxy_protocol: str
+    limit_max_memory: int | None
+    limit_max_lifetime: float | None
+    limit_max_lifetime_jitter: float
+    metrics_bind: str | None
+    shutdown_delay: float
     # issue 3: WebSocket
     ws: str
     ws_max_size: int

@@ -28,7 +28,13 @@ def run_config(config: Config) -> int:
     """Serve until stopped; the process exit code (1 when start-up failed)."""
     for level, note in getattr(config, "notes", ()):
         logger.log(level, "%s", note)
-    if config.workers > 1 or config.reload or config.limit_max_requests is not None:
+    if (
+        config.workers > 1
+        or config.reload
+        or config.limit_max_requests is not None
+        or config.limit_max_memory is not None  # issue 12: a worker is replaced, so
+        or config.limit_max_lifetime is not None  # there must be a supervisor
+    ):
         # issue 5: worker processes (and their replacement) belong to the supervisor.
         from pier.supervisor import run_supervised
 

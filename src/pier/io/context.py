@@ -26,6 +26,7 @@ OVERLOAD_LOG_INTERVAL = 10.0
 if TYPE_CHECKING:
     from pier.asgi.proxy import TrustedHosts
     from pier.logging import AccessLog
+    from pier.metrics import Recorder
 
 
 class Connection(Protocol):
@@ -65,8 +66,10 @@ class ServerContext:
     timeout_response_start: float | None = None
     limit_concurrency: int | None = None
     proxy: TrustedHosts | None = None
-    access_log: AccessLog | None = None
+    access_log: AccessLog | Recorder | None = None
     reset_contextvars: bool = False  # --reset-contextvars: app tasks get a fresh Context
+    # issue 12, --metrics-bind: the counters (also in access_log's place; pier.metrics).
+    metrics: Recorder | None = None
     # "server: pier\r\ndate: ...\r\n" plus --header lines; refreshed once a second.
     default_headers: bytes = b""
     lifespan_state: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +102,8 @@ class ServerContext:
 
     def warn_over_capacity(self) -> None:
         """Tell the operator why clients get 503 (at most once per interval)."""
+        if self.metrics is not None:
+            self.metrics.refused(503)
         now = perf_counter()
         if now - self.overload_logged_at >= OVERLOAD_LOG_INTERVAL:
             self.overload_logged_at = now

@@ -48,7 +48,6 @@ class ProxiedTransport:
         self.is_closing = transport.is_closing
         self.pause_reading = transport.pause_reading
         self.resume_reading = transport.resume_reading
-        self.get_write_buffer_size = transport.get_write_buffer_size
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name in self._extra:

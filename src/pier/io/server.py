@@ -23,7 +23,7 @@ import ssl
 import threading
 from collections.abc import Callable
 from email.utils import formatdate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pier.asgi.lifespan import Lifespan, command_line_option
 from pier.errors import PierError
@@ -34,9 +34,16 @@ from pier.io.lifecycle import describe_requests
 from pier.io.sockets import bind_sockets, describe
 from pier.proto.limits import H2Limits, Limits
 
+if TYPE_CHECKING:
+    from pier.io.admin import AdminServer
+    from pier.metrics import Snapshot
+
 logger = logging.getLogger("pier.error")
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+DISCONNECT_GRACE = 1.0
+"""Seconds an app gets, after the graceful timeout closed its connection, to notice the
+disconnect and return before its task is cancelled (issue 12)."""
 
 
 class Server:
@@ -66,13 +73,21 @@ class Server:
         self.on_started: Callable[[], None] | None = None
         """Called on the loop once the server listens (a worker tells its supervisor)."""
         self.on_stopping: Callable[[], None] | None = None
-        """Called on the loop when the shutdown begins (issue 12: systemd STOPPING=1)."""
+        """Called on the loop when a stop is asked for (issue 12: systemd STOPPING=1)."""
         self.announce = True
         """Log "Listening on"; a supervisor that shares its sockets announces them itself."""
         self.drain_idle = 0.0
         """Seconds idle keep-alive connections may still carry one request at shutdown."""
         self.spell_option: Callable[[str, str], str] = command_line_option
         """How hints name a setting (a gunicorn worker has no command line of its own)."""
+        # --- issue 12: admin listener, readiness, --shutdown-delay -----------------------
+        self.serve_admin = True
+        """Serve --metrics-bind here; a worker leaves it to its supervisor."""
+        self.admin: AdminServer | None = None
+        self.draining = False
+        """True from the moment a stop was asked for (/readyz fails from then on)."""
+        self.shutdown_delay: float = config.shutdown_delay
+        """Seconds between the stop signal and the drain (a worker's supervisor waits)."""
 
     # Control (thread-safe) ----------------------------------------------------------
 
@@ -137,8 +152,6 @@ class Server:
             self._started_flag.set()
 
     async def _serve(self, sockets: list[socket.socket] | None) -> None:
-        from pier.app.loader import load_app
-
         config = self.config
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -147,6 +160,22 @@ class Server:
             self._exit_event.set()
         # The lines uvicorn prints, which scripts and people wait for.
         logger.info("Started server process [%d]", os.getpid())
+        if config.metrics_bind is not None and self.serve_admin:
+            # Before the app loads: /readyz answers 503 during lifespan start-up.
+            self.admin = self._admin_server()
+            await self.admin.start()
+        try:
+            await self._serve_app(sockets)
+        finally:
+            if self.admin is not None:
+                await self.admin.close()
+
+    async def _serve_app(self, sockets: list[socket.socket] | None) -> None:
+        from pier.app.loader import load_app
+
+        config = self.config
+        loop = asyncio.get_running_loop()
+        assert self._exit_event is not None
         app = load_app(
             config.app,
             factory=config.factory,
@@ -191,6 +220,7 @@ class Server:
             self.on_started()
         try:
             await self._exit_event.wait()
+            await self._delay_shutdown()
         finally:
             try:
                 await self._shutdown(ctx)
@@ -199,6 +229,66 @@ class Server:
                 # (a supervisor's "stop now") forces the shutdown (rule 2) instead of
                 # killing the process with the default action half-way.
                 restore()
+
+    async def _delay_shutdown(self) -> None:
+        """issue 12, --shutdown-delay: fail /readyz, keep serving, then drain."""
+        self.draining = True
+        if self.on_stopping is not None:
+            self.on_stopping()
+        delay = self.shutdown_delay
+        if not delay or self.force_exit:
+            return
+        logger.info(
+            "Stop requested: failing /readyz and serving for %ss before draining"
+            " (--shutdown-delay; CTRL+C again to stop now)",
+            delay,
+        )
+        forced = asyncio.ensure_future(self._wait_forced())
+        await asyncio.wait([forced], timeout=delay)
+        forced.cancel()
+
+    # issue 12: the admin listener of a server without a supervisor ------------------------
+
+    def _admin_server(self) -> AdminServer:
+        from pier.io.admin import AdminServer
+
+        def ready() -> tuple[bool, str]:
+            if self.draining:
+                return False, "draining"
+            if not self.started:
+                return False, "starting (lifespan start-up not complete)"
+            return True, "ok"
+
+        async def metrics() -> bytes:
+            from pier.metrics import ServerState, render
+
+            state = ServerState(
+                workers_by_state={"ready": 1} if self.started else {"starting": 1},
+                worker_starts=1,
+                ready=ready()[0],
+                draining=self.draining,
+            )
+            return render(self.metrics_snapshot(), state)
+
+        return AdminServer(
+            self.config.metrics_bind,
+            metrics=metrics,
+            live=lambda: (True, "ok"),
+            ready=ready,
+            backlog=self.config.backlog,
+        )
+
+    def metrics_snapshot(self) -> Snapshot:
+        """This process's counters and gauges (issue 12; empty with metrics off)."""
+        from pier.io.metered import open_connections
+        from pier.metrics import Snapshot
+
+        ctx = self.ctx
+        if ctx is None or ctx.metrics is None:
+            return Snapshot()
+        return ctx.metrics.snapshot(
+            in_flight=len(ctx.tasks), connections=open_connections(ctx.connections)
+        )
 
     def _context(self, app: Any, loop: asyncio.AbstractEventLoop) -> ServerContext:
         config = self.config
@@ -237,6 +327,12 @@ class Server:
             reset_contextvars=config.reset_contextvars,
             h2_limits=_h2_limits(config),
         )
+        if config.metrics_bind is not None:
+            # issue 12: the recorder takes the access log's call (pier.metrics rule 1).
+            from pier.metrics import Recorder
+
+            ctx.metrics = Recorder(access)
+            ctx.access_log = ctx.metrics
         # WebSocket (issue 3): with --ws none, ws_handler stays None and upgrade
         # requests are answered as plain HTTP.
         if config.ws != "none":
@@ -343,8 +439,6 @@ class Server:
 
     async def _shutdown(self, ctx: ServerContext) -> None:
         logger.info("Shutting down")
-        if self.on_stopping is not None:
-            self.on_stopping()
         if self._date_timer is not None:
             self._date_timer.cancel()
         for server in self.servers:
@@ -388,19 +482,26 @@ class Server:
             forced.cancel()
         if not drained.is_set():
             logger.warning(
-                "Graceful shutdown timed out: cancelling %d task(s), closing %d connection(s)",
-                len(ctx.tasks),
+                "Graceful shutdown timed out (--timeout-graceful-shutdown %ss): closing"
+                " %d connection(s), then cancelling what is left of %d task(s)",
+                self.config.timeout_graceful_shutdown,
                 len(ctx.connections),
+                len(ctx.tasks),
             )
             running = describe_requests(ctx.tasks)
             if running:
                 logger.warning(
                     "Requests cut by the graceful shutdown timeout: %s", "; ".join(running)
                 )
-            for task in list(ctx.tasks):
-                task.cancel()
+            # issue 12: the connections close first, so a streaming response (SSE) sees
+            # http.disconnect and a WebSocket app websocket.disconnect, and each gets
+            # DISCONNECT_GRACE to end on its own before it is cancelled.
             for connection in list(ctx.connections):
                 connection.transport.abort()
+            if ctx.tasks and not self.force_exit:
+                await asyncio.wait(list(ctx.tasks), timeout=DISCONNECT_GRACE)
+            for task in list(ctx.tasks):
+                task.cancel()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(drained.wait(), 2.0)
         for server in self.servers:
@@ -436,9 +537,14 @@ def connection_factory(
     over, as it does to the WebSocket glue (ctx.ws_handler). A QUIC listener (HTTP/3)
     would be a datagram endpoint beside these, with its own factory.
     """
+    h1_class = H1Connection
+    if ctx.metrics is not None:  # issue 12: counting only when --metrics-bind is on
+        from pier.io.metered import MeteredH1Connection
+
+        h1_class = MeteredH1Connection
 
     def h1() -> asyncio.Protocol:
-        return H1Connection(ctx)
+        return h1_class(ctx)
 
     limits = ctx.h2_limits
     if limits is None:

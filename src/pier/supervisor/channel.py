@@ -6,9 +6,11 @@ Rules:
 2. First, once: the supervisor sends the worker's `WorkerSpec` as a length-prefixed
    pickle (the only pickle on the channel, sent parent to child, never the other way).
 3. Then one-line ASCII messages. Worker to supervisor: READY (listening, lifespan
-   started), PONG (answer to PING), RECYCLE (--limit-max-requests reached; replace me).
-   Supervisor to worker: PING. Stopping is a signal (SIGTERM), not a message, so that
-   `kill` works the same. End of file on either side means the other side is gone.
+   started), PONG (answer to PING), RECYCLE (--limit-max-requests reached; replace me),
+   "metrics {json}" (issue 12: its counters, asked for or sent once more at the end).
+   Supervisor to worker: PING, METRICS (send your counters). Stopping is a signal
+   (SIGTERM), not a message, so that `kill` works the same. End of file on either
+   side means the other side is gone.
 4. The worker answers PING from its event loop, so a blocked loop is a missed PONG:
    that is the health check.
 """
@@ -21,12 +23,28 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PING", "PONG", "READY", "RECYCLE", "WorkerSpec", "receive_spec", "send_spec"]
+__all__ = [
+    "LINE_LIMIT",
+    "METRICS",
+    "PING",
+    "PONG",
+    "READY",
+    "RECYCLE",
+    "SNAPSHOT_PREFIX",
+    "WorkerSpec",
+    "receive_spec",
+    "send_spec",
+]
 
 READY = b"ready\n"
 PING = b"ping\n"
 PONG = b"pong\n"
 RECYCLE = b"recycle\n"
+METRICS = b"metrics\n"
+SNAPSHOT_PREFIX = b"metrics "
+"""A worker's answer to METRICS: this prefix, a pier.metrics.Snapshot as JSON, newline."""
+LINE_LIMIT = 1024 * 1024
+"""StreamReader limit for the channel: a snapshot line is a few KiB at most."""
 
 _LENGTH = struct.Struct("!I")
 

@@ -43,6 +43,7 @@ from typing import Any
 from pier.errors import ConfigError
 from pier.io.sockets import addresses, bind_sockets, describe, open_address
 from pier.io.systemd import Notifier
+from pier.metrics import ServerState, Snapshot, render, sum_snapshots
 from pier.supervisor.channel import WorkerSpec
 from pier.supervisor.process import State, WorkerProcess, app_label, describe_exit
 
@@ -57,6 +58,11 @@ covers a loaded machine many times over and bounds how long a restart waits per 
 """
 STOP_MARGIN = 5.0
 """Seconds, beyond --timeout-graceful-shutdown, for a worker's lifespan shutdown."""
+
+MEMORY_INTERVAL = 1.0
+"""Seconds between two RSS samples of a worker (--limit-max-memory): a worker grows past
+its limit by at most what it allocates in this time before its replacement starts."""
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 
@@ -84,6 +90,14 @@ class Supervisor:
         self._watch_stop: asyncio.Event | None = None
         self.notifier = Notifier(None)
         """systemd's notify socket (issue 12), taken from the environment in run()."""
+        # issue 12: metrics and health (--metrics-bind), --shutdown-delay
+        self.state = ServerState()
+        self.retired = Snapshot()
+        """Counters of workers that are gone (pier.metrics rule 3)."""
+        self.started = False
+        """The first workers all became READY."""
+        self.draining = False
+        self._cut_delay = asyncio.Event()
 
     # Entry -------------------------------------------------------------------------------
 
@@ -123,6 +137,18 @@ class Supervisor:
         self._operator = asyncio.create_task(self._operate())
         watcher = self._start_watcher() if self.config.reload else None
         logger.info("Started supervisor process [%d]", os.getpid())
+        admin = None
+        if self.config.metrics_bind is not None:
+            from pier.io.admin import AdminServer
+
+            admin = AdminServer(
+                self.config.metrics_bind,
+                metrics=self.scrape,
+                live=self.live,
+                ready=self.ready,
+                backlog=self.config.backlog,
+            )
+            await admin.start()
         try:
             self._ops.put_nowait(self._start_first)
             while True:
@@ -141,6 +167,8 @@ class Supervisor:
                     await asyncio.wait_for(watcher, 2.0)
             await self._stop_all()
             self._close_sockets()
+            if admin is not None:
+                await admin.close()
         logger.info("Finished supervisor process [%d]", os.getpid())
         return self.exit_code
 
@@ -208,6 +236,9 @@ class Supervisor:
             self._on_change(subject)
         elif kind == "fatal":
             self._begin_stop()
+        elif kind == "over_limit":  # issue 12: --limit-max-memory, --limit-max-lifetime
+            worker, limit, why = subject
+            self._on_over_limit(worker, limit, why)
 
     def _notify(self, kind: str, worker: WorkerProcess) -> None:
         self._events.put_nowait((kind, worker))
@@ -216,6 +247,10 @@ class Supervisor:
         self.handle_sigterm()
 
     def handle_sigterm(self) -> None:
+        if self.stopping and not self._cut_delay.is_set():
+            logger.info("Draining now (second signal; --shutdown-delay cut short)")
+            self._cut_delay.set()
+            return
         if self.stopping:
             logger.info("Stopping the workers now (second signal)")
             for worker in self.workers:
@@ -253,6 +288,7 @@ class Supervisor:
             self.workers.remove(worker)
         worker.close()
         code = worker.exited.result()
+        self._count_exit(worker)
         if worker.stop_requested or self.stopping:
             logger.info("Stopped worker [%d]", worker.pid)
             return
@@ -275,7 +311,8 @@ class Supervisor:
             # The others keep accepting: it can leave now, so "about N requests" stays
             # about N, and its replacement starts at the same time.
             logger.info("Worker [%d] reached --limit-max-requests; replacing it", worker.pid)
-            worker.stop()
+            self._count_recycle("max_requests")
+            worker.stop(reason="max_requests")
             self._ops.put_nowait(self._reconcile)
             return
         # The only worker: capacity first (rule 3), it serves until the new one is READY.
@@ -284,15 +321,69 @@ class Supervisor:
             "Worker [%d] reached --limit-max-requests; starting its replacement", worker.pid
         )
 
+        self._count_recycle("max_requests")
+
         async def replace() -> None:
-            await self._replace(worker, during="recycle")
+            await self._replace(worker, during="recycle", reason="max_requests")
 
         self._ops.put_nowait(replace)
+
+    def _on_over_limit(self, worker: WorkerProcess, limit: str, why: str) -> None:
+        """Capacity first, whatever the worker count (rule 3): replaced once its
+        replacement is READY; the limit is in the log line, the metrics and its exit."""
+        if self.stopping or worker.leaving or worker.state is not State.READY:
+            return
+        worker.leaving = True
+        self._count_recycle(limit)
+        logger.info("Worker [%d] %s; starting its replacement", worker.pid, why)
+
+        async def replace() -> None:
+            await self._replace(worker, during="recycle", reason=limit)
+
+        self._ops.put_nowait(replace)
+
+    def _watch_limits(self, worker: WorkerProcess) -> None:
+        """--limit-max-lifetime (a timer) and --limit-max-memory (RSS, sampled)."""
+        config = self.config
+        loop = asyncio.get_running_loop()
+
+        async def when_ready() -> None:
+            if not await worker.ready:
+                return
+            lifetime = config.limit_max_lifetime
+            if lifetime is not None:
+                lifetime += random.uniform(0, config.limit_max_lifetime_jitter)
+                loop.call_later(lifetime, self._events.put_nowait, (
+                    "over_limit",
+                    (worker, "max_lifetime",
+                     f"served for {lifetime:.0f}s (--limit-max-lifetime)"),
+                ))
+            limit = config.limit_max_memory
+            if limit is not None:
+                await self._watch_memory(worker, limit)
+
+        worker.add_task(when_ready())
+
+    async def _watch_memory(self, worker: WorkerProcess, limit_mib: int) -> None:
+        # RSS has no change notification: it is sampled (one small /proc read per
+        # worker per interval), the one thing this supervisor polls.
+        while worker.state is State.READY and not worker.leaving:
+            rss = resident_mib(worker.pid)
+            if rss is not None and rss > limit_mib:
+                self._events.put_nowait((
+                    "over_limit",
+                    (worker, "max_memory",
+                     f"uses {rss:.0f} MiB, over --limit-max-memory {limit_mib}"),
+                ))
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(worker.exited), MEMORY_INTERVAL)
 
     def _on_unhealthy(self, worker: WorkerProcess) -> None:
         if self.stopping or worker.state is not State.READY:
             return
         worker.unhealthy = True
+        worker.exit_reason = "unhealthy"
         logger.error(
             "Worker [%d] did not answer its health check within %ss (is its event loop"
             " blocked?); killing it (--timeout-worker-healthcheck)",
@@ -316,12 +407,24 @@ class Supervisor:
         if self.stopping:
             return
         self.stopping = True
+        self.draining = True  # /readyz fails from here on (issue 12)
         self.notifier.stopping()
         if self._operator is not None:
             self._operator.cancel()  # a restart in progress is abandoned
         self._stop_task = asyncio.create_task(self._stop_and_report())
 
     async def _stop_and_report(self) -> None:
+        delay = self.config.shutdown_delay
+        if delay and self.workers and self.exit_code == 0:
+            # issue 12: the workers keep serving while the load balancer notices /readyz.
+            logger.info(
+                "Stop requested: failing /readyz and serving for %ss before draining"
+                " (--shutdown-delay; CTRL+C again to drain now)",
+                delay,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._cut_delay.wait(), delay)
+        self._cut_delay.set()
         await self._stop_all()
         self._events.put_nowait(("stopped", None))
 
@@ -370,9 +473,12 @@ class Supervisor:
             self._spec(), notify=self._notify, app_label=app_label(self.config)
         )
         self.workers.append(worker)
+        self.state.worker_starts += 1
         config = self.config
         if not config.reload or "timeout_worker_healthcheck" in config.given:
             worker.watch_health(config.timeout_worker_healthcheck)
+        if config.limit_max_memory is not None or config.limit_max_lifetime is not None:
+            self._watch_limits(worker)
         return worker
 
     async def _start(self, count: int, *, during: str) -> bool:
@@ -426,6 +532,7 @@ class Supervisor:
 
     async def _start_first(self) -> None:
         if await self._start(self.target, during="start"):
+            self.started = True
             self._announce()
             self._notify_ready()
             self.notifier.start_watchdog(asyncio.get_running_loop())
@@ -449,10 +556,12 @@ class Supervisor:
         elif missing < 0:
             extra = serving[:-missing]  # the oldest go first
             for worker in extra:
-                worker.stop()
+                worker.stop(reason="scaled_down")
             await asyncio.gather(*(w.wait_stopped(self.stop_deadline) for w in extra))
 
-    async def _replace(self, old: WorkerProcess, *, during: str) -> bool:
+    async def _replace(
+        self, old: WorkerProcess, *, during: str, reason: str = "restarted"
+    ) -> bool:
         """Rule 3: the new worker is READY before the old one is asked to leave."""
         old.leaving = True
         new = await self._spawn()
@@ -461,7 +570,7 @@ class Supervisor:
             self._startup_failed(new, during=during)
             return False
         logger.info("Started worker [%d] in place of worker [%d]", new.pid, old.pid)
-        old.stop()
+        old.stop(reason=reason)
         await old.wait_stopped(self.stop_deadline)
         return True
 
@@ -488,7 +597,7 @@ class Supervisor:
         self.notifier.reloading("Reloading: " + shown + more)
         old = list(self.workers)
         for worker in old:
-            worker.stop()
+            worker.stop(reason="reloaded")
         # The new worker imports the changed code while the old one finishes: the
         # old one has stopped accepting already, and it is done long before the
         # new one's lifespan startup could collide with its shutdown.
@@ -497,6 +606,56 @@ class Supervisor:
         await stopped
         if not self.stopping:
             self._notify_ready()
+
+    # Metrics and health (issue 12) --------------------------------------------------------
+
+    SCRAPE_PATIENCE = 2.0
+    """Seconds a scrape waits for a worker's counters before using its last ones."""
+
+    async def scrape(self) -> bytes:
+        """/metrics: every worker's counters plus the retired ones (pier.metrics rule 3)."""
+        workers = [w for w in self.workers if w.state is not State.EXITED]
+        live = await asyncio.gather(*(w.scrape(self.SCRAPE_PATIENCE) for w in workers))
+        # A worker that exited meanwhile was folded into self.retired by _on_exit.
+        live = [s for w, s in zip(workers, live, strict=True) if w in self.workers]
+        states: dict[str, int] = {}
+        for worker in self.workers:
+            states[worker.state.value] = states.get(worker.state.value, 0) + 1
+        self.state.workers_by_state = states
+        self.state.ready = self.ready()[0]
+        self.state.draining = self.draining
+        return render(sum_snapshots(live, self.retired), self.state)
+
+    def ready(self) -> tuple[bool, str]:
+        """/readyz: every wanted worker finished lifespan start-up; no drain has begun."""
+        if self.draining:
+            return False, "draining"
+        ready = sum(1 for w in self.workers if w.state is State.READY and not w.stop_requested)
+        if not self.started or ready < self.target:
+            return False, f"{ready} of {self.target} workers ready"
+        return True, "ok"
+
+    def live(self) -> tuple[bool, str]:
+        """/livez: the supervisor answers, and a worker serves or is being started."""
+        if self.started and not self.stopping and not any(
+            w.state in (State.STARTING, State.READY) for w in self.workers
+        ):
+            return False, "no worker is running"
+        return True, "ok"
+
+    def _count_exit(self, worker: WorkerProcess) -> None:
+        self.retired.add(worker.snapshot, gauges=False)
+        if worker.exit_reason is not None:
+            reason = worker.exit_reason
+        elif not worker.ready.result():
+            reason = "startup_failed"
+        else:
+            reason = "died"
+        exits = self.state.worker_exits
+        exits[reason] = exits.get(reason, 0) + 1
+
+    def _count_recycle(self, limit: str) -> None:
+        self.state.recycles[limit] = self.state.recycles.get(limit, 0) + 1
 
     # Reload ------------------------------------------------------------------------------
 
@@ -524,6 +683,16 @@ class Supervisor:
         task = asyncio.create_task(watch(self.config, changed, self._watch_stop))
         task.add_done_callback(ended)
         return task
+
+
+def resident_mib(pid: int) -> float | None:
+    """A process's resident set size in MiB (Linux /proc), or None if unknown or gone."""
+    try:
+        with open(f"/proc/{pid}/statm") as file:
+            pages = int(file.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * PAGE_SIZE / (1024 * 1024)
 
 
 def _short(path: str) -> str:

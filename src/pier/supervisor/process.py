@@ -15,14 +15,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import json
 import logging
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from pier.supervisor.channel import PING, PONG, READY, RECYCLE, WorkerSpec, send_spec
+from pier.metrics import Snapshot
+from pier.supervisor.channel import (
+    LINE_LIMIT,
+    METRICS,
+    PING,
+    PONG,
+    READY,
+    RECYCLE,
+    SNAPSHOT_PREFIX,
+    WorkerSpec,
+    send_spec,
+)
 
 __all__ = ["State", "WorkerProcess", "describe_exit"]
 
@@ -47,6 +59,12 @@ class WorkerProcess:
         """Marked for replacement (max requests, rolling restart): not counted as capacity."""
         self.stop_requested = False
         self.unhealthy = False
+        self.exit_reason: str | None = None
+        """Why the supervisor asked it to stop (issue 12: pier_worker_exits_total)."""
+        self.started_at = asyncio.get_running_loop().time()
+        self.snapshot = Snapshot()
+        """Its latest metrics (issue 12), from the last METRICS answer."""
+        self._snapshot_event = asyncio.Event()
         self._notify = notify
         loop = asyncio.get_running_loop()
         self.ready: asyncio.Future[bool] = loop.create_future()
@@ -83,11 +101,11 @@ class WorkerProcess:
         worker = cls(proc, notify)
         with contextlib.suppress(OSError):  # it died already: its exit is reported below
             send_spec(parent_end, spec)  # small; the worker reads it first thing
-        reader, writer = await asyncio.open_unix_connection(sock=parent_end)
+        reader, writer = await asyncio.open_unix_connection(sock=parent_end, limit=LINE_LIMIT)
         worker._writer = writer
         worker._tasks = [
             asyncio.create_task(worker._wait_exit()),
-            asyncio.create_task(worker._read(reader)),
+            asyncio.create_task(worker._read(reader), name="read"),
         ]
         return worker
 
@@ -95,6 +113,10 @@ class WorkerProcess:
 
     async def _wait_exit(self) -> None:
         code = await self.proc.wait()
+        # The last lines it wrote (its final metrics) are read before it counts as gone.
+        reading = [task for task in self._tasks if task.get_name() == "read"]
+        if reading:
+            await asyncio.wait(reading, timeout=1.0)
         self.state = State.EXITED
         if not self.ready.done():
             self.ready.set_result(False)
@@ -119,8 +141,27 @@ class WorkerProcess:
                 self.ready.set_result(True)
             elif line == RECYCLE:
                 self._notify("recycle", self)
+            elif line.startswith(SNAPSHOT_PREFIX):
+                try:
+                    self.snapshot = Snapshot.from_json(json.loads(line[len(SNAPSHOT_PREFIX) :]))
+                except (ValueError, TypeError):
+                    logger.warning("Worker [%d] sent unreadable metrics", self.pid)
+                self._snapshot_event.set()
+
+    async def scrape(self, patience: float) -> Snapshot:
+        """Ask for fresh metrics; the latest known ones if no answer comes in time."""
+        if self.state in (State.READY, State.STOPPING):  # a starting one has none yet
+            self._snapshot_event.clear()
+            self._send(METRICS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._snapshot_event.wait(), patience)
+        return self.snapshot
 
     # Health ---------------------------------------------------------------------------
+
+    def add_task(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run `coroutine` for this worker; cancelled with it (close())."""
+        self._tasks.append(asyncio.create_task(coroutine))
 
     def watch_health(self, patience: float) -> None:
         """Once READY, ping it until it leaves READY (see health_check)."""
@@ -154,8 +195,10 @@ class WorkerProcess:
 
     # Control --------------------------------------------------------------------------
 
-    def stop(self, *, force: bool = False) -> None:
+    def stop(self, *, force: bool = False, reason: str = "stopped") -> None:
         """SIGTERM: a graceful stop; sent again, the worker stops at once (force)."""
+        if self.exit_reason is None:
+            self.exit_reason = reason
         self.stop_requested = True
         if self.state is State.EXITED:
             return

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import socket
@@ -26,7 +27,17 @@ from pier import logging as pier_logging
 from pier.errors import PierError
 from pier.io.server import Server, log_startup_error, loop_factory
 from pier.io.sockets import bind_tcp, from_fd
-from pier.supervisor.channel import PING, PONG, READY, RECYCLE, WorkerSpec, receive_spec
+from pier.supervisor.channel import (
+    LINE_LIMIT,
+    METRICS,
+    PING,
+    PONG,
+    READY,
+    RECYCLE,
+    SNAPSHOT_PREFIX,
+    WorkerSpec,
+    receive_spec,
+)
 
 logger = logging.getLogger("pier.error")
 
@@ -52,6 +63,11 @@ class ControlLink:
         if writer is not None and not writer.is_closing():
             writer.write(message)
 
+    def send_snapshot(self) -> None:
+        """issue 12: this worker's counters, for the supervisor's /metrics."""
+        snapshot = self.server.metrics_snapshot().to_json()
+        self.send(SNAPSHOT_PREFIX + json.dumps(snapshot, separators=(",", ":")).encode() + b"\n")
+
     async def serve(self, reader: asyncio.StreamReader) -> None:
         """Answer pings until the supervisor goes away; then stop the server."""
         while True:
@@ -63,6 +79,8 @@ class ControlLink:
                 break
             if line == PING:
                 self.send(PONG)
+            elif line == METRICS:
+                self.send_snapshot()
         if not self.server.should_exit:
             logger.warning("The supervisor is gone; stopping this worker")
             self.server.should_exit = True
@@ -86,6 +104,8 @@ def run_worker(spec: WorkerSpec, control: socket.socket) -> int:
     server.announce = False  # the supervisor announces the addresses once
     server.drain_idle = spec.drain_idle
     server.request_limit = spec.request_limit
+    server.serve_admin = False  # issue 12: the supervisor serves --metrics-bind
+    server.shutdown_delay = 0.0  # ...and waits out --shutdown-delay before SIGTERM
     link = ControlLink(server)
     server.on_started = lambda: link.send(READY)
     server.on_request_limit = lambda: link.send(RECYCLE)
@@ -111,7 +131,7 @@ def _sockets(spec: WorkerSpec) -> list[socket.socket]:
 async def _serve(
     server: Server, link: ControlLink, control: socket.socket, sockets: list[socket.socket]
 ) -> None:
-    reader, writer = await asyncio.open_unix_connection(sock=control)
+    reader, writer = await asyncio.open_unix_connection(sock=control, limit=LINE_LIMIT)
     link.writer = writer
     watcher = asyncio.create_task(link.serve(reader))
     try:
@@ -120,6 +140,12 @@ async def _serve(
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+        if server.config.metrics_bind is not None:
+            # The counts since the last scrape, so a replaced worker's requests stay
+            # counted (pier.metrics rule 3).
+            link.send_snapshot()
+            with contextlib.suppress(ConnectionError, OSError):
+                await asyncio.wait_for(writer.drain(), 2.0)
         writer.close()
 
 
