@@ -106,6 +106,30 @@ def test_streaming_without_length_is_chunked_and_incremental(loop: str) -> None:
         assert conn.request("GET", "/stream").body == b"first,second"
 
 
+@pytest.mark.parametrize("loop", LOOPS)
+def test_large_streamed_pieces_arrive_whole_and_in_order(loop: str) -> None:
+    # Pieces past the connection's UNJOINED_WRITE mark are written as separate
+    # buffers (writelines) instead of one framed copy; the client sees the same chunks.
+    pieces = [bytes([65 + i]) * (64 * 1024 + i) for i in range(4)]
+
+    @http_app
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for piece in pieces:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": pieces[0]})
+
+    with running_server(app, loop=loop) as server, Conn.open(server) as conn:
+        conn.send(build_request("GET", "/"))
+        assert conn.read_head().header("transfer-encoding") == "chunked"
+        received = []
+        while chunk := conn.read_chunk():
+            received.append(chunk)
+        assert received == [*pieces, pieces[0]]
+        assert conn.read_line("the end of the chunked body") == b""
+        assert conn.request("GET", "/").body == b"".join([*pieces, pieces[0]])
+
+
 def test_http_1_0_streaming_response_is_close_delimited() -> None:
     @http_app
     async def app(scope: Scope, receive: Receive, send: Send) -> None:

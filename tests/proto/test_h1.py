@@ -322,6 +322,26 @@ def test_a_complete_body_gets_a_content_length_and_a_stream_gets_chunked() -> No
     assert stream.body(b"", False) == b"0\r\n\r\n"
 
 
+@pytest.mark.parametrize("trailers", [False, True])
+@pytest.mark.parametrize(
+    ("body_length", "http_version"), [(None, "1.1"), (5, "1.1"), (None, "1.0")]
+)
+def test_body_pieces_frame_exactly_like_body(
+    body_length: int | None, http_version: str, trailers: bool
+) -> None:
+    # The connection writes large pieces with writelines(body_pieces(...)) and small
+    # ones with write(body(...)): the bytes on the wire must not depend on the size.
+    joined, pieces = ResponseFramer(), ResponseFramer()
+    for framer in (joined, pieces):
+        head(framer, body_length=body_length, http_version=http_version, trailers=trailers)
+    sequence = [(b"ab", True), (b"", True), (b"cde", False)]
+    expected = b"".join(joined.body(data, more) for data, more in sequence)
+    assert b"".join(b"".join(pieces.body_pieces(d, m)) for d, m in sequence) == expected
+    assert pieces.sent == joined.sent == 5
+    if body_length is None and http_version == "1.1":
+        assert pieces.body_pieces(b"x", True)[1] == b"x"  # the data itself, not a copy
+
+
 def test_an_http_1_0_stream_is_close_delimited() -> None:
     framer = ResponseFramer()
     encoded = head(framer, http_version="1.0")
