@@ -532,6 +532,8 @@ def test_blocked_app_threads_do_not_stall_the_event_loop() -> None:
             assert entered.acquire(timeout=5)
             second.send(build_request("GET", "/2"))  # queued behind the one thread
             wait_until(lambda: len(server.server.ctx.tasks) == 2, message="two requests in")
+            # --wsgi-threads 1: the second request waits for the thread, it does not run.
+            assert not entered.acquire(timeout=0.3), "a second thread ran the app"
             # The loop still answers: over the limit gets 503, bad input gets 400.
             third.send(build_request("GET", "/3"))
             assert third.read_response().status == 503
