@@ -311,7 +311,7 @@ def test_app_raising_before_start_response_gets_a_500_and_a_traceback() -> None:
     with serve(app) as server, capture_logs() as logs, Conn.open(server) as conn:
         response = conn.request("GET", "/x")
         assert response.status == 500
-        logs.wait_for("GET /x", "broken before start_response")
+        logs.wait_for("Exception in WSGI application", "GET /x", "broken before start_response")
 
 
 def test_app_calling_sys_exit_fails_its_request_not_the_server() -> None:

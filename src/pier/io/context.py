@@ -58,6 +58,8 @@ class ServerContext:
     limits: Limits
     # How log lines name the app ("main:app"), so the operator knows whose bug it is.
     app_name: str = "the ASGI app"
+    # "ASGI", or "WSGI" for an app served through pier.wsgi: named in the error lines.
+    app_interface: str = "ASGI"
     root_path: str = ""
     timeout_keep_alive: float = 5.0
     timeout_request_header: float = 10.0

@@ -130,7 +130,8 @@ async def run_app(ctx: ServerContext, cycle: HTTPCycle) -> None:
             _log_protocol_error(ctx, cycle, cycle.error, caught=False, exc_info=exc)
         elif not cycle.disconnected:
             logger.error(
-                "Exception in ASGI application %s for %s %s",
+                "Exception in %s application %s for %s %s",
+                ctx.app_interface,
                 ctx.app_name,
                 scope["method"],
                 escape(scope["path"]),

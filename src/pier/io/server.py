@@ -309,6 +309,7 @@ class Server:
             app=app,
             loop=loop,
             app_name=app_name(config.app),
+            app_interface=getattr(app, "interface", "ASGI"),
             limits=Limits(
                 head_size=config.limit_request_head_size,
                 fields=config.limit_request_fields,

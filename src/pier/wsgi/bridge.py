@@ -408,6 +408,7 @@ class WSGIAdapter:
     """Serves a WSGI app through pier's ASGI request lifecycle."""
 
     __slots__ = ("app", "environ", "pool")
+    interface = "WSGI"  # how pier's error lines name the app's kind
 
     def __init__(self, app: Any, *, threads: int = DEFAULT_THREADS, multiprocess: bool = False):
         self.app = app
