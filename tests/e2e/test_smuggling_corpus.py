@@ -150,6 +150,8 @@ CORPUS: dict[str, Case] = {
                              "RFC 9112 3"),
     "request-line-trailing-space": Case(b"GET /first HTTP/1.1 \r\nHost: pier.test\r\n\r\n",
                                         400, "RFC 9112 3"),
+    "request-line-bare-lf": Case(b"POST /first\nX: HTTP/1.1\r\nHost: pier.test\r\n\r\n", 400,
+                                 "RFC 9112 2.2 and 3 (no HTTP/1.1 request line)"),
     "lower-case-version": Case(b"GET /first http/1.1\r\nHost: pier.test\r\n\r\n", 400,
                                "RFC 9112 2.3 (HTTP-name is case-sensitive)"),
     "asterisk-for-get": Case(b"GET * HTTP/1.1\r\nHost: pier.test\r\n\r\n", 400,

@@ -414,3 +414,37 @@ def test_a_refusal_after_an_upgrade_not_performed_is_a_refusal() -> None:
     data = H2C + b"\r\nGET /r0HTTP/1.1\r\nHost: h\r\n\r\n"
     events = feed(data)
     assert [type(e) for e in events] == [Request, EndOfMessage, BadRequest]
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        b"GET /",
+        b"GET / HTTP/1.1\r\nHost: h\r\nX: ",
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX: ",
+    ],
+    ids=["request-line", "header", "trailer"],
+)
+def test_a_line_trickled_a_byte_at_a_time_is_cut_off_near_the_line_limits(start: bytes) -> None:
+    # httptools joins a partial line's pieces read after read: a 320 KiB value sent one
+    # byte per read cost ~10 s of CPU before the head-size backstop stopped it.
+    recorder = EventRecorder()
+    parser = H1Parser(Limits(), recorder)
+    parser.receive_data(start)
+    fed = 0
+    while not parser.dead and fed < 400_000:
+        parser.receive_data(b"v")
+        fed += 1
+    refusal = recorder.events[-1]
+    assert isinstance(refusal, BadRequest) and refusal.status == 431
+    limits = Limits()
+    assert fed <= limits.request_line + 2 * limits.field_size + 1024 + len(start)
+
+
+@pytest.mark.parametrize("how", ["whole", "bytes", "9"])
+def test_a_request_line_ended_by_a_bare_lf_is_not_taken_for_http_1_1(how: str) -> None:
+    # Found by scripts/fuzz: the version was read from the first CRLF-ended line of the
+    # read, and llhttp had ended the request line earlier, at a bare LF (HTTP/0.9 style):
+    # served whole, refused when split.
+    events = feed(b"POST /\nX: HTTP/1.1\r\nHost: h\r\n\r\n", how=how)
+    assert [type(e) for e in events] == [BadRequest]

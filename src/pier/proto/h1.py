@@ -99,6 +99,8 @@ class H1Parser:
         "_on_request",
         "_on_upgrade",
         "_parser",
+        "_partial",
+        "_partial_limit",
         "_refusal",
         "_resume",
         "_trailer_fed",
@@ -143,6 +145,13 @@ class H1Parser:
         self._trailer_room: tuple[int, int] | None = None
         # The last Host value found valid on this connection.
         self._host_ok = b""
+        # Bytes read since llhttp last completed a field line, while a head or trailer
+        # section is open: httptools joins a partial line's pieces read after read
+        # (quadratic in its length when they come a byte at a time), so one line may
+        # not grow past what the limits allow a request line, a field, and the next
+        # field (httptools reports a field only when the next one starts).
+        self._partial = 0
+        self._partial_limit = limits.request_line + 2 * limits.field_size + 1024
 
     @property
     def dead(self) -> bool:
@@ -176,6 +185,8 @@ class H1Parser:
             self._line_hint = data
         else:
             self._line_hint = None
+        if self.reading_head or (self._in_chunk and self._body_size == self._chunk_mark):
+            self._partial += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -209,12 +220,16 @@ class H1Parser:
                 self._head_fed += len(data)
                 if self._head_fed > self.limits.head_size + _READ_SLACK:
                     self._die(self._too_large_head())
+                elif self._partial > self._partial_limit:
+                    self._die(self._endless_line())
             elif self._in_chunk and self._body_size == self._chunk_mark:
                 # No body since the last chunk size line: the last chunk's trailer
                 # section (or a chunk whose data has not come yet) is being read.
                 self._trailer_fed += len(data)
                 if self._trailer_fed > self.limits.head_size + _READ_SLACK:
                     self._die(self._too_large_trailers())
+                elif self._partial > self._partial_limit:
+                    self._die(self._endless_line())
             return
         # llhttp stopped after a head that asked to switch protocols (skipping any body).
         # Either the handler takes the connection over, or the request was an ordinary
@@ -249,6 +264,13 @@ class H1Parser:
         self._refusal = BadRequest(status, reason)
         raise _Refuse
 
+    def _endless_line(self) -> BadRequest:
+        return BadRequest(
+            431,
+            f"a request line or header field still unfinished after {self._partial} bytes"
+            " (--limit-request-line, --limit-request-field-size)",
+        )
+
     def _too_large_trailers(self) -> BadRequest:
         return BadRequest(
             431,
@@ -282,6 +304,7 @@ class H1Parser:
         if not self.reading_head:
             self._on_trailer(name, value)
             return
+        self._partial = 0
         name = name.lower()
         if value and value[-1] in _OWS:
             # llhttp strips leading whitespace only; trailing OWS is not part of the
@@ -293,6 +316,7 @@ class H1Parser:
 
     def _on_trailer(self, name: bytes, value: bytes) -> None:
         """One trailer field (rule 4): counted, checked, then dropped."""
+        self._partial = 0
         name = name.lower()
         if name in _NOT_IN_TRAILERS:
             self._refuse(
@@ -329,6 +353,7 @@ class H1Parser:
     def on_headers_complete(self) -> None:
         self.reading_head = False
         self._head_fed = 0
+        self._partial = 0
         limits = self.limits
         url = self._url
         if len(url) > limits.request_line:
@@ -375,12 +400,17 @@ class H1Parser:
         if body_limit is not None and length is not None and length > body_limit:
             self._refuse(413, self._body_too_large(body_limit))
         parser = self._parser
+        raw_method = parser.get_method()
         version = None
         if hint is not None:
             # This head began the chunk just fed: its request line is the chunk's first
-            # line, and reading the version there is cheaper than asking llhttp.
+            # line, and reading the version there is cheaper than asking llhttp. Only if
+            # that line is exactly "METHOD SP target SP HTTP/1.x": llhttp also ends a
+            # line at a bare LF, and "POST /\nX: HTTP/1.1\r\n" is no HTTP/1.1 request
+            # line (found by scripts/fuzz).
             line_end = hint.find(b"\r\n")
-            version = _VERSION_TAILS.get(hint[line_end - 9 : line_end])
+            if line_end == len(raw_method) + len(url) + 10:
+                version = _VERSION_TAILS.get(hint[line_end - 9 : line_end])
         if version is None:
             version = parser.get_http_version()
         if version != "1.1":
@@ -405,7 +435,6 @@ class H1Parser:
             )
         if hosts and host != self._host_ok:
             self._check_host(host)
-        raw_method = parser.get_method()
         method = _METHODS.get(raw_method)
         if method is None:
             method = raw_method.decode("ascii")
@@ -566,6 +595,7 @@ class H1Parser:
         self._chunk_mark = self._body_size
         self._trailer_fed = 0
         self._trailer_room = None
+        self._partial = 0
 
     def on_chunk_complete(self) -> None:
         self._in_chunk = False
