@@ -220,3 +220,19 @@ def test_requests_by_method_status_class_and_protocol() -> None:
     # An app's own 503 is not a refusal; only the server's are.
     assert not any(name.startswith("pier_refusals_total{") for name in metrics)
     assert metrics["pier_request_duration_seconds_count{}"] == 8
+
+
+def test_single_process_shutdown_delay_serves_with_readyz_failing() -> None:
+    args = (APP, "--port", "0", "--no-access-log", "--metrics-bind", "127.0.0.1:0",
+            "--shutdown-delay", "30")
+    with pier(*args) as proc:
+        port = admin_port(proc)
+        assert probe(port, "/readyz") == 200
+        proc.signal(signal.SIGTERM)
+        proc.wait_for("failing /readyz and serving for 30.0s before draining")
+        assert probe(port, "/readyz") == 503
+        assert get(proc.host, proc.port) == (200, str(proc.pid).encode())
+        proc.signal(signal.SIGTERM)  # the drain starts now, gracefully
+        proc.wait_for("Draining now")
+        assert proc.wait() == 0
+        assert "Finished server process" in proc.output

@@ -88,6 +88,7 @@ class Server:
         """True from the moment a stop was asked for (/readyz fails from then on)."""
         self.shutdown_delay: float = config.shutdown_delay
         """Seconds between the stop signal and the drain (a worker's supervisor waits)."""
+        self._in_delay = False
 
     # Control (thread-safe) ----------------------------------------------------------
 
@@ -121,6 +122,13 @@ class Server:
         return self._started_flag.wait(timeout)
 
     def handle_exit(self, signum: int, frame: Any = None) -> None:
+        if self._in_delay:
+            # issue 12: a second signal during --shutdown-delay starts the drain now (a
+            # third one skips the wait for in-flight work), as in the supervisor.
+            self._in_delay = False
+            logger.info("Draining now (second signal; --shutdown-delay cut short)")
+            self.wake()
+            return
         if self._should_exit and signum == signal.SIGINT:
             self.force_exit = True
         if self._should_exit:
@@ -240,12 +248,15 @@ class Server:
             return
         logger.info(
             "Stop requested: failing /readyz and serving for %ss before draining"
-            " (--shutdown-delay; CTRL+C again to stop now)",
+            " (--shutdown-delay; CTRL+C again to drain now)",
             delay,
         )
-        forced = asyncio.ensure_future(self._wait_forced())
-        await asyncio.wait([forced], timeout=delay)
-        forced.cancel()
+        assert self._exit_event is not None
+        self._exit_event.clear()
+        self._in_delay = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._exit_event.wait(), delay)
+        self._in_delay = False
 
     # issue 12: the admin listener of a server without a supervisor ------------------------
 
