@@ -40,10 +40,11 @@ class Stream:
         self.failed = 0
         self.refuse_headers = False
 
-    def accept(self, session: WebSocketSession, subprotocol: str | None, headers: Any) -> None:
+    def accept(self, session: WebSocketSession, subprotocol: str | None, headers: Any) -> int:
         if self.refuse_headers:
             raise ValueError("websocket.accept header name 'x' is not a bytes HTTP token")
         self.calls.append(("accept", subprotocol, list(headers)))
+        return 101
 
     def deny_start(self, session: WebSocketSession, status: int, headers: Any) -> None:
         self.calls.append(("deny_start", status, list(headers)))

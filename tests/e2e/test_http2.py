@@ -308,6 +308,28 @@ def test_trailers_pathsend_and_the_access_log(tmp_path: Path, raw_client: list[R
         logs.wait_for('"GET /file HTTP/2" 200', level=20)
 
 
+def test_a_server_made_500_logs_the_same_size_on_http1_and_http2(
+    raw_client: list[RawClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pier.access")
+    # The access line's size is the body bytes sent, whichever version carried the
+    # server's own answer: "Internal Server Error\n" is 22 bytes (it said 0 on HTTP/1.1).
+    async def broken(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("boom")
+
+    with capture_logs() as logs, running_server(
+        http_app(broken), log_level="info", access_log_format="{protocol} {status} {bytes}"
+    ) as server:
+        answer = httpx.get(f"http://127.0.0.1:{server.port}/", timeout=DEADLINE)
+        assert (answer.status_code, answer.content) == (500, b"Internal Server Error\n")
+        client = RawClient(server.port)
+        raw_client.append(client)
+        client.get(1, "/")
+        assert client.response(1) == (500, b"Internal Server Error\n")
+        logs.wait_for("HTTP/1.1 500 22", level=logging.INFO)
+        logs.wait_for("HTTP/2 500 22", level=logging.INFO)
+
+
 def test_body_window_reopens_only_as_the_app_reads(raw_client: list[RawClient]) -> None:
     reading = Gate()
     arrived = threading.Event()
@@ -742,8 +764,13 @@ def _connect(client: RawClient, stream_id: int, path: str) -> None:
     client.flush()
 
 
-def test_websocket_over_http2_echoes_and_denies_on_streams(raw_client: list[RawClient]) -> None:
-    with running_server(_with_lifespan(ws_echo)) as server:
+def test_websocket_over_http2_echoes_and_denies_on_streams(
+    raw_client: list[RawClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pier.access")
+    with capture_logs() as logs, running_server(
+        _with_lifespan(ws_echo), log_level="info", access_log_format="{protocol} {status} {target}"
+    ) as server:
         client = RawClient(server.port)
         raw_client.append(client)
         _connect(client, 1, "/ws")
@@ -751,6 +778,8 @@ def test_websocket_over_http2_echoes_and_denies_on_streams(raw_client: list[RawC
         head = dict(client.of(h2.events.ResponseReceived)[0].headers)
         assert head[b":status"] == b"200" and head[b"sec-websocket-protocol"] == b"chat"
         assert b"sec-websocket-accept" not in head and b"upgrade" not in head
+        # The access line says what was sent: 200, not HTTP/1.1's 101.
+        logs.wait_for("HTTP/2 200 /ws", level=logging.INFO)
         client.conn.send_data(1, _ws_frame(b"hello"))
         client.flush()
         client.read_until(lambda e: isinstance(e, h2.events.DataReceived))

@@ -191,6 +191,11 @@ class HTTPCycle(Wakeup):
         self.stream.send_error(self, status, text)
         self._wake()
 
+    def plain_answer_sent(self, size: int) -> None:
+        """The glue wrote the server's answer (send_error) with `size` body bytes: the
+        access log's size, as for an app's response."""
+        self.sent = size
+
     def fail(self) -> None:
         """The app broke its response: 500 if nothing was sent, else abort the stream.
 

@@ -3,10 +3,11 @@
 Rules:
 1. `HTTPCycle` (asgi/http.py) speaks ASGI to the app and speaks to the connection only
    through this interface; io/lifecycle.py runs the app around it. A glue (io/
-   connection.py for HTTP/1.1, an HTTP/2 stream later) implements every method here,
-   and nothing else about the ASGI cycle: it never sets a cycle's phase or status and
-   never reads its private fields; it calls the cycle's public methods (`feed_body`,
-   `feed_end`, `feed_disconnect`, `abort`, `continue_pending`, `fail`).
+   connection.py for HTTP/1.1, io/h2.py `_Stream` for HTTP/2) implements every method
+   here, and nothing else about the ASGI cycle: it never sets a cycle's attributes
+   (phase, status, sent) and never reads its private fields; it calls the cycle's
+   public methods (`feed_body`, `feed_end`, `feed_disconnect`, `abort`,
+   `continue_pending`, `fail`, `plain_answer_sent`).
 2. Validation happens before anything is written: `send_head`, `send_data` and
    `send_trailers` raise `AppResponseError` (proto/headers.py) for what the protocol
    cannot carry, and write nothing in that case. The cycle advances its phase only
@@ -73,7 +74,8 @@ class ResponseStream(Protocol):
 
     def send_error(self, cycle: HTTPCycle, status: int, text: str, /) -> None:
         """Answer with the server's own short text/plain response and end the stream
-        (HTTP/1.1 closes the connection after it). Only before anything was sent."""
+        (HTTP/1.1 closes the connection after it). Only before anything was sent.
+        The body bytes written go to `cycle.plain_answer_sent` before the access line."""
 
     def abort(self, cycle: HTTPCycle, /) -> None:
         """End a response that cannot be finished: close the connection (HTTP/1.1) or

@@ -86,8 +86,9 @@ class WebSocketStream(Protocol):
 
     write_paused: bool
 
-    def accept(self, session: WebSocketSession, subprotocol: str | None, headers: Any) -> None:
-        """Send the 101 response; raise ValueError (with the reason) for bad headers."""
+    def accept(self, session: WebSocketSession, subprotocol: str | None, headers: Any) -> int:
+        """Send the accepting answer and return its status (101 on HTTP/1.1, 200 on
+        HTTP/2); raise ValueError (with the reason) for bad headers."""
 
     def deny_start(self, session: WebSocketSession, status: int, headers: Any) -> None: ...
     def deny_body(self, session: WebSocketSession, body: bytes, more_body: bool) -> None:
@@ -132,7 +133,7 @@ class WebSocketSession(Wakeup):
         self.disconnected = False
         self.close_code = CLOSE_ABNORMAL
         self.close_reason = ""
-        # The handshake answer's status (101, 403, a denial's status), for the access log.
+        # The app's handshake answer as sent (101, 200 over HTTP/2, a denial's status).
         self.status = 0
         self.started_at = 0.0
         self._connect_pending = True
@@ -257,10 +258,9 @@ class WebSocketSession(Wakeup):
                         " scope['subprotocols'] or None"
                     )
             try:
-                self.stream.accept(self, subprotocol, message.get("headers") or ())
+                self.status = self.stream.accept(self, subprotocol, message.get("headers") or ())
             except ValueError as exc:
                 raise self._broken(str(exc)) from None
-            self.status = 101
             self.phase = Phase.OPEN
         elif kind == "websocket.http.response.start":
             if phase is not Phase.HANDSHAKE:

@@ -43,7 +43,7 @@ from pier.proto.h1 import (
     switching_protocols,
 )
 from pier.proto.h2 import h2c_settings, sniff
-from pier.proto.headers import validate_headers
+from pier.proto.headers import plain_body, validate_headers
 
 if TYPE_CHECKING:
     # Only a type: the websockets library stays unimported with --ws none.
@@ -526,6 +526,7 @@ class H1Connection(FlowControl, asyncio.Protocol):
             return
         if not self.closed:
             self.transport.write(plain_response(status, text, self.ctx.default_headers))
+            cycle.plain_answer_sent(len(plain_body(text)))
         self._head_sent = True
         if self.ctx.access_log is not None:
             log_response(self.ctx, cycle)
@@ -610,10 +611,11 @@ class H1Handshake:
         self._request = request
         self._framer = ResponseFramer()
 
-    def accept(self, handshake: ServerHandshake, fields: list[tuple[bytes, bytes]]) -> None:
+    def accept(self, handshake: ServerHandshake, fields: list[tuple[bytes, bytes]]) -> int:
         self._transport.write(
             switching_protocols(handshake.accept_key, fields, self._ctx.default_headers)
         )
+        return 101
 
     def deny_head(self, status: int, headers: Any, body: bytes, more_body: bool) -> None:
         framer = self._framer
@@ -632,7 +634,7 @@ class H1Handshake:
     def deny_body(self, body: bytes, more_body: bool) -> None:
         self._transport.write(self._framer.body(body, more_body))
 
-    def refuse(self, status: int, reason: str, headers: list[tuple[bytes, bytes]]) -> None:
+    def refuse(self, status: int, reason: str, headers: list[tuple[bytes, bytes]]) -> int:
         response = plain_response(status, reason, self._ctx.default_headers)
         if headers:
             # After the status line, before the rest of the head.
@@ -640,6 +642,7 @@ class H1Handshake:
             extra = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
             response = response[:line_end] + extra + response[line_end:]
         self._transport.write(response)
+        return len(plain_body(reason))
 
 
 def connection_info(transport: asyncio.BaseTransport, *, root_path: str) -> ConnectionInfo:

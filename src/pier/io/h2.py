@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from time import perf_counter
 from typing import Any, cast
 
@@ -44,7 +45,14 @@ from pier.proto.h2 import (
     StreamReset,
     StreamWritable,
 )
-from pier.proto.headers import AppResponseError, check_status, parse_length, validate_headers
+from pier.proto.headers import (
+    PLAIN_TEXT_TYPE,
+    AppResponseError,
+    check_status,
+    parse_length,
+    plain_body,
+    validate_headers,
+)
 from pier.proto.limits import H2Limits
 
 logger = logging.getLogger("pier.error")
@@ -182,16 +190,9 @@ class _Stream:
 
     def send_error(self, cycle: HTTPCycle, status: int, text: str, /) -> None:
         conn = self.conn
-        body = (text + "\n").encode("utf-8", "replace")
-        fields = [(b"content-type", b"text/plain; charset=utf-8"),
-                  (b"content-length", b"%d" % len(body))]
-        fields.extend(conn.default_fields(fields))
         if not self.head_sent:
             self.head_sent = True
-            conn.proto.send_headers(self.stream_id, status, fields)
-            conn.proto.send_data(self.stream_id, body, end_stream=True)
-            cycle.sent = len(body)
-            conn.flush()
+            cycle.plain_answer_sent(conn.send_plain(self.stream_id, status, text))
         if conn.ctx.access_log is not None:
             log_response(conn.ctx, cycle)
 
@@ -355,11 +356,12 @@ class _WebSocketStream(asyncio.Transport):
 
     # HandshakeAnswer (io/websocket.py) ------------------------------------------------
 
-    def accept(self, handshake: Any, fields: list[tuple[bytes, bytes]]) -> None:
+    def accept(self, handshake: Any, fields: list[tuple[bytes, bytes]]) -> int:
         # RFC 8441 section 5: a 2xx answers the CONNECT; no Sec-WebSocket-Accept.
         conn = self.conn
         conn.proto.send_headers(self.stream_id, 200, [*fields, *conn.default_fields(fields)])
         conn.flush()
+        return 200
 
     def deny_head(self, status: int, headers: Any, body: bytes, more_body: bool) -> None:
         check_status(status)
@@ -378,16 +380,10 @@ class _WebSocketStream(asyncio.Transport):
         self.conn.flush()
         self._local_ended = not more_body
 
-    def refuse(self, status: int, reason: str, headers: list[tuple[bytes, bytes]]) -> None:
-        conn = self.conn
-        body = (reason + "\n").encode("utf-8", "replace")
-        fields = [*headers, (b"content-type", b"text/plain; charset=utf-8"),
-                  (b"content-length", b"%d" % len(body))]
-        fields.extend(conn.default_fields(fields))
-        conn.proto.send_headers(self.stream_id, status, fields)
-        conn.proto.send_data(self.stream_id, body, end_stream=True)
-        conn.flush()
+    def refuse(self, status: int, reason: str, headers: list[tuple[bytes, bytes]]) -> int:
+        size = self.conn.send_plain(self.stream_id, status, reason, headers)
         self._local_ended = True
+        return size
 
 
 class H2Connection(FlowControl, asyncio.Protocol):
@@ -576,7 +572,7 @@ class H2Connection(FlowControl, asyncio.Protocol):
         if stream is None:
             # Refused from its head: answered here, no app runs.
             stream = self.streams[event.stream_id] = _Stream(self, event.stream_id)
-            self._answer_bare(stream, event.status, event.reason)
+            self.send_plain(stream.stream_id, event.status, event.reason)
             self._app_done(stream)
             return
         cycle = stream.cycle
@@ -590,14 +586,18 @@ class H2Connection(FlowControl, asyncio.Protocol):
         cycle.feed_disconnect()
         self.flush()
 
-    def _answer_bare(self, stream: _Stream, status: int, text: str) -> None:
-        body = (text + "\n").encode("utf-8", "replace")
-        fields = [(b"content-type", b"text/plain; charset=utf-8"),
-                  (b"content-length", b"%d" % len(body))]
+    def send_plain(
+        self, stream_id: int, status: int, text: str, headers: Iterable[tuple[bytes, bytes]] = ()
+    ) -> int:
+        """The server's own short text/plain answer on a stream (errors, refusals, 503);
+        returns its body size, for the access log."""
+        body = plain_body(text)
+        fields = [*headers, PLAIN_TEXT_TYPE, (b"content-length", b"%d" % len(body))]
         fields.extend(self.default_fields(fields))
-        self.proto.send_headers(stream.stream_id, status, fields)
-        self.proto.send_data(stream.stream_id, body, end_stream=True)
+        self.proto.send_headers(stream_id, status, fields)
+        self.proto.send_data(stream_id, body, end_stream=True)
         self.flush()
+        return len(body)
 
     def _task_done(self, stream: _Stream, task: asyncio.Task[None]) -> None:
         # A task cancelled (its stream reset) before its first step never ran run_app's

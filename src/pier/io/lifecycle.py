@@ -1,7 +1,7 @@
 """One request lifecycle for every HTTP version: from a parsed request head to its end.
 
 Rules (the contract every protocol glue codes against):
-1. A glue (io/connection.py for HTTP/1.1; an HTTP/2 or HTTP/3 stream later) parses a
+1. A glue (io/connection.py for HTTP/1.1, io/h2.py for HTTP/2; HTTP/3 later) parses a
    request head, builds its scope and an `HTTPCycle(scope, stream)` whose stream
    implements asgi/stream.py `ResponseStream`, and hands the cycle to `start_request`
    when it is that request's turn. It feeds the body with cycle.feed_body/feed_end and

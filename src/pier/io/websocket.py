@@ -8,7 +8,7 @@ Rules:
    object is the transport's protocol and the one entry for it in ctx.connections.
    It writes no HTTP itself: the handshake's answers (accept, a denial, a refusal)
    are written by the `HandshakeAnswer` of the protocol it runs over (H1Handshake in
-   io/connection.py for HTTP/1.1; an HTTP/2 stream for RFC 8441 later).
+   io/connection.py for HTTP/1.1; io/h2.py `_WebSocketStream` for RFC 8441 on HTTP/2).
 3. Nothing a client sends can make the server buffer without limit: bytes sent before
    the handshake is answered pause reading past `_EARLY_DATA`; messages the app has not
    received pause reading once --ws-max-queue messages or --ws-max-size bytes wait
@@ -81,8 +81,9 @@ class HandshakeAnswer(Protocol):
     AppResponseError (proto/headers.py) for what cannot be sent.
     """
 
-    def accept(self, handshake: proto.ServerHandshake, fields: list[tuple[bytes, bytes]]) -> None:
-        """The success answer (HTTP/1.1: 101 Switching Protocols) with these fields."""
+    def accept(self, handshake: proto.ServerHandshake, fields: list[tuple[bytes, bytes]]) -> int:
+        """The success answer with these fields; returns its status (HTTP/1.1: 101
+        Switching Protocols, HTTP/2: 200, RFC 8441 section 5)."""
 
     def deny_head(self, status: int, headers: Any, body: bytes, more_body: bool) -> None:
         """The start of the app's denial response, with its first body piece."""
@@ -90,8 +91,9 @@ class HandshakeAnswer(Protocol):
     def deny_body(self, body: bytes, more_body: bool) -> None:
         """More of the denial response's body."""
 
-    def refuse(self, status: int, reason: str, headers: list[tuple[bytes, bytes]]) -> None:
-        """The server's own short text/plain refusal (a bad handshake, 503, 500)."""
+    def refuse(self, status: int, reason: str, headers: list[tuple[bytes, bytes]]) -> int:
+        """The server's own short text/plain refusal (a bad handshake, 503, 500);
+        returns its body size."""
 
 
 def make_ws_handler(ctx: ServerContext, settings: WSSettings) -> Callable[..., None]:
@@ -235,9 +237,8 @@ class WSProtocol(FlowControl, asyncio.Protocol):
 
     def _refuse(self, status: int, reason: str,
                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        if not self.closed:
-            self.answer.refuse(status, reason, headers or [])
-        self._log_access(status, len((reason + "\n").encode("utf-8", "replace")))
+        size = 0 if self.closed else self.answer.refuse(status, reason, headers or [])
+        self._log_access(status, size)
         self._close_transport()
 
     # asyncio.Protocol ---------------------------------------------------------------------
@@ -356,15 +357,15 @@ class WSProtocol(FlowControl, asyncio.Protocol):
 
     # WebSocketStream (called by WebSocketSession) -----------------------------------------
 
-    def accept(self, session: WebSocketSession, subprotocol: str | None, headers: Any) -> None:
+    def accept(self, session: WebSocketSession, subprotocol: str | None, headers: Any) -> int:
         handshake = self._handshake
         assert handshake is not None
         fields = proto.accept_headers(handshake, subprotocol=subprotocol, headers=headers)
         if self.closed:
             raise WebSocketDisconnected("the client closed the connection during the handshake")
         self._cancel_handshake_timer()
-        self.answer.accept(handshake, fields)
-        self._log_access(101, 0)
+        status = self.answer.accept(handshake, fields)
+        self._log_access(status, 0)
         ws = self.ws = proto.WSConnection(handshake, max_size=self.settings.max_size)
         self._schedule_ping()
         early, self._early = bytes(self._early), bytearray()
@@ -375,6 +376,7 @@ class WSProtocol(FlowControl, asyncio.Protocol):
         if self._shutdown_requested or self.ctx.shutting_down:
             ws.close(CLOSE_SHUTDOWN, "server shutting down")
         self._flush()
+        return status
 
     def deny_start(self, session: WebSocketSession, status: int, headers: Any) -> None:
         self._cancel_handshake_timer()
@@ -469,7 +471,6 @@ class WSProtocol(FlowControl, asyncio.Protocol):
             self._close_transport()  # part of a denial is on the wire: cut it
         else:
             self._cancel_handshake_timer()
-            session.status = 500
             self._refuse(500, "Internal Server Error")
 
     # Timers ------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from pier.proto.headers import (
     check_value,
     classify,
     lower_name,
+    plain_body,
 )
 from pier.proto.limits import Limits
 
@@ -919,7 +920,7 @@ def switching_protocols(
 
 def plain_response(status: int, text: str, default_headers: bytes) -> bytes:
     """A complete short text/plain response that closes the connection (errors, 503)."""
-    body = (text + "\n").encode("utf-8", "replace")
+    body = plain_body(text)
     phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
     return b"".join(
         (

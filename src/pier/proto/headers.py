@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_OVERRIDE",
     "PAIRS",
     "PLAIN",
+    "PLAIN_TEXT_TYPE",
     "TRANSFER_ENCODING",
     "AppResponseError",
     "check_status",
@@ -34,12 +35,23 @@ __all__ = [
     "classify",
     "lower_name",
     "parse_length",
+    "plain_body",
     "validate_headers",
 ]
 
 
 class AppResponseError(Exception):
     """The app's response cannot be sent as it is; the message says why and how to fix."""
+
+
+# The server's own short answers (400, 500, 503...): one body and type for every protocol,
+# so the access log's size is the same whichever version carried it.
+PLAIN_TEXT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
+
+
+def plain_body(text: str) -> bytes:
+    """The body of a server-made text/plain answer: `text` and a newline, UTF-8."""
+    return (text + "\n").encode("utf-8", "replace")
 
 
 def check_status(status: Any) -> None:
