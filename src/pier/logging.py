@@ -362,6 +362,64 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+# --- trace -------------------------------------------------------------------------------
+
+
+def traced_app(app: Any) -> Any:
+    """The app with its HTTP and WebSocket messages traced (see `traced`); the server
+    wraps the app in it once, at --log-level trace, so no request pays for the check."""
+
+    async def app_with_trace(scope: Any, receive: Any, send: Any) -> Any:
+        if scope["type"] != "lifespan":
+            receive, send = traced(scope, receive, send)
+        return await app(scope, receive, send)
+
+    return app_with_trace
+
+
+def traced(scope: Any, receive: Any, send: Any) -> tuple[Any, Any]:
+    """--log-level trace: receive/send that log each ASGI message's type and sizes on
+    pier.error, never a body (a body may hold anything: passwords, personal data)."""
+    client = scope.get("client")
+    peer = f"{client[0]}:{client[1]}" if client else "-"
+    where = f"{scope.get('method', 'WebSocket')} {escape(scope.get('raw_path', b''))} from {peer}"
+    log = logging.getLogger(ERROR_LOGGER).log
+
+    async def traced_receive() -> Any:
+        message = await receive()
+        log(TRACE, "ASGI receive %s: %s", where, describe_message(message))
+        return message
+
+    async def traced_send(message: Any) -> None:
+        log(TRACE, "ASGI send %s: %s", where, describe_message(message))
+        await send(message)
+
+    return traced_receive, traced_send
+
+
+def describe_message(message: Any) -> str:
+    """An ASGI message for a trace line: its type and sizes, never its content."""
+    if not isinstance(message, dict):
+        return f"not a message dict ({type(message).__name__})"
+    parts = [escape(str(message.get("type")))]
+    if "status" in message:
+        parts.append(f"status {message['status']}")
+    if "headers" in message:
+        try:
+            parts.append(f"{len(message['headers'])} headers")
+        except TypeError:
+            parts.append("headers of no length")
+    for key in ("body", "bytes", "text"):
+        value = message.get(key)
+        if isinstance(value, bytes | bytearray | memoryview | str):
+            parts.append(f"{key} {len(value)} {'chars' if key == 'text' else 'bytes'}")
+    if "more_body" in message:
+        parts.append(f"more_body={bool(message['more_body'])}")
+    if "code" in message:
+        parts.append(f"code {message['code']}")
+    return ", ".join(parts)
+
+
 # --- access log ------------------------------------------------------------------------
 
 

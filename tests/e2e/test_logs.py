@@ -10,19 +10,25 @@ and a --log-config written for uvicorn's logger names.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import os
 import re
 import signal
 import socket
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from pier.cli import parse_args
 from pier.errors import ConfigError
-from tests.e2e._support import DEADLINE
-from tests.helpers import PierProcess, recv_response
+from pier.types import Receive, Scope, Send
+from tests.e2e._support import DEADLINE, capture_logs, wait_until
+from tests.helpers import PierProcess, recv_response, recv_until_closed, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = str(ROOT / "examples")
@@ -177,3 +183,180 @@ def test_the_pid_tag_is_only_for_workers() -> None:
     output = served(requests=(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",))
     assert f"Started server process [{os.getpid()}]" not in output
     assert not re.search(r"INFO:     \[\d+\]", output), output
+
+
+# --- every response gets an access line, saying how it ended (io/lifecycle.py rule 4) ---
+
+
+@contextlib.contextmanager
+def access_records() -> Iterator[Callable[[], list[logging.LogRecord]]]:
+    """The access log's records while a test's servers run (pier.access at INFO)."""
+    access = logging.getLogger("pier.access")
+    level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        with capture_logs() as logs:
+            yield lambda: [r for r in list(logs.records) if r.name == "pier.access"]
+    finally:
+        access.setLevel(level)
+
+
+def _one_line(records: Callable[[], list[logging.LogRecord]]) -> logging.LogRecord:
+    wait_until(lambda: records(), DEADLINE, "an access line")
+    [record] = records()
+    return record
+
+
+async def stream_until_gone(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")]})
+    await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def test_a_stream_the_client_abandoned_is_logged_as_client_gone() -> None:
+    with access_records() as records, running_server(stream_until_gone) as server:
+        with server.connect() as sock:
+            sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+            received = b""
+            while b"data: 1" not in received:
+                received += sock.recv(4096)
+        record = _one_line(records)
+    assert (record.status_code, record.size, record.ended) == (200, 9, "client gone")
+    assert record.getMessage().endswith("ms client gone")
+
+
+async def raise_after_part(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"part", "more_body": True})
+    raise RuntimeError("the database went away mid-response")
+
+
+def test_an_app_that_raised_mid_response_is_logged_as_app_error() -> None:
+    with access_records() as records, running_server(raise_after_part) as server:
+        with server.connect() as sock:
+            sock.sendall(b"GET /report HTTP/1.1\r\nHost: x\r\n\r\n")
+            recv_until_closed(sock)
+        record = _one_line(records)
+    assert (record.status_code, record.size, record.ended) == (200, 4, "app error")
+
+
+def test_a_request_cut_by_shutdown_is_not_logged_as_a_500() -> None:
+    started = threading.Event()
+
+    async def forever(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        started.set()
+        await asyncio.Event().wait()
+
+    with access_records() as records:
+        with running_server(forever, timeout_graceful_shutdown=0.2) as server:
+            sock = server.connect()
+            sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert started.wait(DEADLINE)
+        received = recv_until_closed(sock)
+        sock.close()
+        record = _one_line(records)
+    assert received == b""  # the client got nothing: no 500 was sent
+    assert (record.status_code, record.size, record.ended) == (0, 0, "cut by shutdown")
+    assert '"GET /slow HTTP/1.1" 0 0B' in record.getMessage()
+
+
+# --- --log-level debug and trace say what happens on the wire -----------------------------
+
+WS_APP = """
+async def app(scope, receive, send):
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        message = await receive()
+        await send({"type": "websocket.send", "text": message["text"]})
+        await send({"type": "websocket.close"})
+    elif scope["type"] == "http":
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"the secret answer"})
+"""
+
+
+def run_with(tmp_path: Path, level: str, exchange: Callable[[int], None],
+             *args: str) -> str:
+    (tmp_path / "wsapp.py").write_text(WS_APP)
+    proc = PierProcess("wsapp:app", "--port", "0", "--lifespan", "off", "--log-level", level,
+                       *args, cwd=tmp_path)
+    try:
+        exchange(proc.wait_listening())
+    finally:
+        proc.signal(signal.SIGTERM)
+        code, output = proc.wait()
+    assert code == 0, output
+    return output
+
+
+def two_requests_then_close(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:
+        for _ in range(2):
+            sock.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 15\r\n\r\n"
+                         b"hunter2-passwd!")
+            recv_response(sock)
+
+
+def test_debug_tells_connections_opened_reused_and_closed_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    def exchange(port: int) -> None:
+        two_requests_then_close(port)
+        # An idle connection the server closes itself.
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            recv_response(sock)
+            assert recv_until_closed(sock) == b""
+
+    output = run_with(tmp_path, "debug", exchange, "--timeout-keep-alive", "0.2")
+    peers = re.findall(r"DEBUG:    Connection from (127\.0\.0\.1:\d+) opened", output)
+    assert len(peers) == 2, output
+    assert f"Connection from {peers[0]} kept alive for its next request" in output
+    assert f"Connection from {peers[0]} closed: by the client" in output
+    assert f"Connection from {peers[1]} closed: idle past --timeout-keep-alive" in output
+    assert "ASGI" not in output  # message traces are for --log-level trace
+
+
+def test_debug_tells_an_upgrade(tmp_path: Path) -> None:
+    from websockets.sync.client import connect
+
+    def exchange(port: int) -> None:
+        with connect(f"ws://127.0.0.1:{port}/chat", open_timeout=DEADLINE) as ws:
+            ws.send("hi")
+            assert ws.recv(timeout=DEADLINE) == "hi"
+
+    output = run_with(tmp_path, "debug", exchange)
+    assert re.search(r"Connection from 127\.0\.0\.1:\d+ upgraded to WebSocket for /chat",
+                     output), output
+
+
+def test_trace_tells_every_asgi_message_with_sizes_never_bodies(tmp_path: Path) -> None:
+    from websockets.sync.client import connect
+
+    def exchange(port: int) -> None:
+        two_requests_then_close(port)
+        with connect(f"ws://127.0.0.1:{port}/chat", open_timeout=DEADLINE) as ws:
+            ws.send("private words")
+            ws.recv(timeout=DEADLINE)
+
+    output = run_with(tmp_path, "trace", exchange)
+    assert re.search(r"TRACE:    ASGI receive POST /login from 127\.0\.0\.1:\d+: http\.request,"
+                     r" body 15 bytes, more_body=False", output), output
+    assert re.search(r"ASGI send POST /login from [\d.:]+: http\.response\.start, status 200,"
+                     r" 0 headers", output), output
+    assert re.search(r"ASGI send POST /login from [\d.:]+: http\.response\.body, body 17 bytes",
+                     output), output
+    assert re.search(r"ASGI receive WebSocket /chat from [\d.:]+: websocket\.receive,"
+                     r" text 13 chars", output), output
+    for secret in ("hunter2", "the secret answer", "private words"):
+        assert secret not in output

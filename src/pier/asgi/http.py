@@ -88,6 +88,15 @@ _TRAILERS = Phase.TRAILERS
 _DONE = Phase.DONE
 
 
+# How a response ended, as the access log says it (pier.logging.AccessLog `ended`).
+ENDED_COMPLETED = "completed"
+ENDED_CLIENT_GONE = "client gone"
+ENDED_APP_ERROR = "app error"
+ENDED_SHUTDOWN = "cut by shutdown"
+ENDED_REFUSED = "refused"  # the request's body broke a limit or the protocol
+LOGGED = "logged"  # HTTPCycle.ended once the line is written
+
+
 class HTTPCycle(Wakeup):
     """State of one request and its response, and the receive/send pair given to the app."""
 
@@ -99,6 +108,7 @@ class HTTPCycle(Wakeup):
         "_more_body",
         "_trailer_fields",
         "disconnected",
+        "ended",
         "error",
         "headers",
         "phase",
@@ -123,6 +133,10 @@ class HTTPCycle(Wakeup):
         self.headers: Any = ()
         self.trailers = False
         self.disconnected = False
+        # How the response ended, for the access log (ENDED_*): None while nothing but
+        # the client's leaving (`disconnected`) says otherwise; LOGGED once its line is
+        # written, so that every response gets exactly one.
+        self.ended: str | None = None
         self.started_at = 0.0
         # Response body bytes the stream accepted (the access log's size).
         self.sent = 0
@@ -176,9 +190,16 @@ class HTTPCycle(Wakeup):
         self.disconnected = True
         self._wake()
 
-    def abort(self) -> None:
-        """The glue gave up on this request (its body was refused): nothing more is sent."""
+    def abort(self, status: int = 0) -> None:
+        """The glue gave up on this request (its body was refused): nothing more is sent.
+
+        `status`: what the glue answered instead (413...), when it could still answer.
+        """
         self.disconnected = True
+        if self.ended is None:
+            self.ended = ENDED_REFUSED
+        if status:
+            self.status = status
         self.phase = _DONE
         self._wake()
 
@@ -206,6 +227,8 @@ class HTTPCycle(Wakeup):
         phase = self.phase
         if phase is _DONE:
             return
+        if self.ended is None:
+            self.ended = ENDED_APP_ERROR
         if phase is _START or phase is _BODY_FIRST:
             self.answer_plainly(500, "Internal Server Error")
         else:

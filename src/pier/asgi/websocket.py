@@ -368,7 +368,11 @@ class SessionSink(Protocol):
 
 
 async def run_websocket_app(
-    app: ASGIApp, session: WebSocketSession, sink: SessionSink, *, app_name: str = "the app"
+    app: ASGIApp,
+    session: WebSocketSession,
+    sink: SessionSink,
+    *,
+    app_name: str = "the app",
 ) -> None:
     """Call the app for one WebSocket; turn every way it can fail into a log line and answer."""
     scope = session.scope

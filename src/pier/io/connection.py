@@ -34,6 +34,7 @@ from pier.io.deadlines import NEVER
 from pier.io.flow import FlowControl
 from pier.io.lifecycle import log_response, start_request
 from pier.io.tls import tls_extension
+from pier.logging import escape
 from pier.proto.events import BadRequest, Request
 from pier.proto.h1 import (
     H1Parser,
@@ -93,6 +94,7 @@ class H1Connection(FlowControl, asyncio.Protocol):
     __slots__ = (
         "_active",
         "_active_head",
+        "_close_reason",
         "_framer",
         "_h2c",
         "_head_sent",
@@ -324,7 +326,7 @@ class H1Connection(FlowControl, asyncio.Protocol):
             return
         # Only an upgrade on_request took comes here (proto/h1.py rule 3); were it
         # otherwise, the bytes after the head are not known to be a request: close.
-        self._close()
+        self._close("an upgrade was followed by bytes that are not a request")
 
     def _h2c_upgrade(self, request: Request) -> bool:
         """Keep a usable Upgrade: h2c request for on_upgrade (RFC 7540 3.2)."""
@@ -373,6 +375,12 @@ class H1Connection(FlowControl, asyncio.Protocol):
         self.ctx.connections.discard(self)
         self.closed = True
         self.parser.close()
+        if self.ctx.debug:
+            logger.debug(
+                "Connection from %s upgraded to WebSocket for %s",
+                self.info.peer,
+                escape(request.raw_path),
+            )
         handler(
             transport=self.transport,
             request=request,
@@ -394,10 +402,10 @@ class H1Connection(FlowControl, asyncio.Protocol):
             # The app sees a disconnect; the client gets the refusal if nothing of the
             # response was sent yet.
             self._reading = None
-            active.abort()
+            active.abort(0 if self._head_sent else refusal.status)
             self._active = None
             if self._head_sent:
-                self._close()
+                self._close(f"the request's body was refused ({refusal.reason})")
             else:
                 self._write_refusal(refusal)
             return
@@ -412,7 +420,7 @@ class H1Connection(FlowControl, asyncio.Protocol):
         self.transport.write(
             plain_response(refusal.status, refusal.reason, self.ctx.default_headers)
         )
-        self._close()
+        self._close(f"the request was refused with {refusal.status} ({refusal.reason})")
 
     # Timeouts --------------------------------------------------------------------------
 
@@ -437,7 +445,11 @@ class H1Connection(FlowControl, asyncio.Protocol):
                 self.ctx.timeout_request_header,
             )
             self.transport.write(plain_response(408, "Request Timeout", self.ctx.default_headers))
-        self._close()
+            self._close("408: the request head did not arrive in time")
+            return
+        self._close(
+            "idle past --timeout-keep-alive" if self._wait is _IDLE else "the client stalled"
+        )
 
     # ResponseStream (asgi/stream.py; called by HTTPCycle) -----------------------------
 
@@ -579,7 +591,7 @@ class H1Connection(FlowControl, asyncio.Protocol):
             self._write_refusal(self._pending_refusal)
             return
         if not keep_alive:
-            self._close()
+            self._close("the response ended it (Connection: close, HTTP/1.0, shutdown or error)")
             return
         if self._queue:
             cycle, head = self._queue.popleft()
@@ -589,7 +601,8 @@ class H1Connection(FlowControl, asyncio.Protocol):
         if self._read_paused:
             self._resume_reading()
 
-    def _close(self) -> None:
+    def _close(self, reason: str) -> None:
+        """Close the connection; `reason` is for --log-level debug (DebugH1Connection)."""
         if not self.closed:
             self.closed = True
             self.transport.close()
@@ -597,7 +610,38 @@ class H1Connection(FlowControl, asyncio.Protocol):
     def shutdown(self) -> None:
         """Graceful stop: close now if idle, else after the response in flight."""
         if self._active is None and not self._queue:
-            self._close()
+            self._close("idle at shutdown")
+
+
+class DebugH1Connection(H1Connection):
+    """H1Connection at --log-level debug: says when a connection opens, is kept alive
+    for its next request, and closes, with the peer and the reason. A subclass chosen
+    once (io/server.py connection_factory), so that no request pays for the check."""
+
+    __slots__ = ("_close_reason",)  # why pier closed it, for the line when it is gone
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        logger.debug("Connection from %s opened", self.info.peer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        logger.debug(
+            "Connection from %s closed: %s",
+            self.info.peer,
+            getattr(self, "_close_reason", None)
+            or ("by the client" if exc is None else f"lost ({exc or type(exc).__name__})"),
+        )
+        super().connection_lost(exc)
+
+    def _close(self, reason: str) -> None:
+        if not self.closed:
+            self._close_reason = reason
+        super()._close(reason)
+
+    def _finish_active(self, keep_alive: bool) -> None:
+        if keep_alive and not self.closed and not self.ctx.shutting_down:
+            logger.debug("Connection from %s kept alive for its next request", self.info.peer)
+        super()._finish_active(keep_alive)
 
 
 class H1Handshake:

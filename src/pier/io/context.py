@@ -72,6 +72,9 @@ class ServerContext:
     reset_contextvars: bool = False  # --reset-contextvars: app tasks get a fresh Context
     # issue 12, --metrics-bind: the counters (also in access_log's place; pier.metrics).
     metrics: Recorder | None = None
+    # --log-level debug, decided once at start-up so that the hot path tests a plain
+    # attribute, never the logging machinery (design habit 8). (trace wraps ctx.app.)
+    debug: bool = False
     # "server: pier\r\ndate: ...\r\n" plus --header lines; refreshed once a second.
     default_headers: bytes = b""
     lifespan_state: dict[str, Any] = field(default_factory=dict)

@@ -18,7 +18,10 @@ Rules (the contract every protocol glue codes against):
    else the stream is aborted (the client sees the response broke). The cycle applies
    it at once for a protocol error, so nothing waits for an app that carries on.
 4. `log_response` writes the access log line; the glue calls it when a response ends
-   by `response_done` or `send_error` (asgi/stream.py rule 4).
+   by `response_done` or `send_error` (asgi/stream.py rule 4), and run_app calls it
+   when the app's Task ends without that line written: the client went away, the app
+   broke a response already under way, or the shutdown deadline cut it. Every response
+   gets one line, saying how it ended and the body bytes actually sent.
 5. When the app's Task ends, whatever the outcome, run_app forgets the Task and calls
    ctx.on_idle (graceful shutdown and --limit-max-requests wait on it).
 6. Time limits on the app's side, for every protocol: --timeout-send (HTTPCycle gives
@@ -43,6 +46,10 @@ from time import perf_counter
 from typing import Any
 
 from pier.asgi.http import (
+    ENDED_CLIENT_GONE,
+    ENDED_COMPLETED,
+    ENDED_SHUTDOWN,
+    LOGGED,
     ASGIProtocolError,
     ClientDisconnected,
     HTTPCycle,
@@ -62,6 +69,7 @@ FIRST_BUCKET = BUCKETS[0]
 # Module globals: `Phase.DONE` costs ~1,100 instructions per lookup on Python 3.11.
 _DONE = Phase.DONE
 _START = Phase.START
+_BODY_FIRST = Phase.BODY_FIRST
 
 
 def start_request(ctx: ServerContext, cycle: HTTPCycle) -> None:
@@ -116,13 +124,21 @@ async def run_app(ctx: ServerContext, cycle: HTTPCycle) -> None:
                 escape(scope["path"]),
             )
     except ClientDisconnected:
-        pass  # the client left while the app was sending; nothing is owed to anyone
+        # The client left while the app was sending; nothing is owed to anyone.
+        _log_unfinished(ctx, cycle)
     except ASGIProtocolError as exc:
         _log_protocol_error(ctx, cycle, cycle.error or exc, caught=False)
         cycle.fail()
+        _log_unfinished(ctx, cycle)
         return
     except asyncio.CancelledError:
-        cycle.fail()
+        if ctx.shutting_down and cycle.ended is None:
+            # Cut by the graceful shutdown's deadline: the connection is being aborted,
+            # so a 500 would reach no one; the access line says what happened instead.
+            cycle.ended = ENDED_SHUTDOWN
+        else:
+            cycle.fail()
+        _log_unfinished(ctx, cycle)
         raise
     except BaseException as exc:
         if cycle.error is not None:
@@ -138,30 +154,36 @@ async def run_app(ctx: ServerContext, cycle: HTTPCycle) -> None:
                 exc_info=exc,
             )
         cycle.fail()
+        _log_unfinished(ctx, cycle)
         if not isinstance(exc, Exception):
             raise
         return
     else:
+        # Only the paths where a response did not complete log here (rule 4): the
+        # usual one, a complete response, was logged by the glue and costs no check.
         if cycle.error is not None:
             _log_protocol_error(ctx, cycle, cycle.error, caught=True)
-        elif cycle.phase is not _DONE and not cycle.disconnected:
-            if not cycle.response_started:
-                logger.error(
-                    "The ASGI app %s returned without sending a response for %s %s"
-                    " (expected 'http.response.start' then 'http.response.body')",
-                    ctx.app_name,
-                    scope["method"],
-                    escape(scope["path"]),
-                )
-            else:
-                logger.error(
-                    "The ASGI app %s returned before finishing its response for %s %s"
-                    " (the last 'http.response.body' must have more_body=False)",
-                    ctx.app_name,
-                    scope["method"],
-                    escape(scope["path"]),
-                )
-            cycle.fail()
+            _log_unfinished(ctx, cycle)
+        elif cycle.phase is not _DONE:
+            if not cycle.disconnected:
+                if not cycle.response_started:
+                    logger.error(
+                        "The ASGI app %s returned without sending a response for %s %s"
+                        " (expected 'http.response.start' then 'http.response.body')",
+                        ctx.app_name,
+                        scope["method"],
+                        escape(scope["path"]),
+                    )
+                else:
+                    logger.error(
+                        "The ASGI app %s returned before finishing its response for %s %s"
+                        " (the last 'http.response.body' must have more_body=False)",
+                        ctx.app_name,
+                        scope["method"],
+                        escape(scope["path"]),
+                    )
+                cycle.fail()
+            _log_unfinished(ctx, cycle)
     finally:
         if overdue is not None:
             overdue.cancel()
@@ -227,10 +249,19 @@ def _log_protocol_error(
     log_protocol_error(where, error, ctx.app_name, caught=caught, exc_info=exc_info)
 
 
+def _log_unfinished(ctx: ServerContext, cycle: HTTPCycle) -> None:
+    """The access line of a response that did not complete, unless the glue wrote it."""
+    if ctx.access_log is not None and cycle.ended is not LOGGED:
+        log_response(ctx, cycle)
+
+
 def log_response(ctx: ServerContext, cycle: HTTPCycle) -> None:
     """The access log line for a response that ended (the glue checks ctx.access_log)."""
     duration = perf_counter() - cycle.started_at
     scope = cycle.scope
+    ended = cycle.ended
+    cycle.ended = LOGGED  # also when only metrics count it: once per response
+    phase = cycle.phase
     metrics = ctx.metrics
     if metrics is None:
         access = ctx.access_log
@@ -261,9 +292,11 @@ def log_response(ctx: ServerContext, cycle: HTTPCycle) -> None:
         path=scope["raw_path"],
         query_string=scope["query_string"],
         http_version=scope["http_version"],
-        status=cycle.status,
+        # 0: no response head reached the wire (the client left first, or shutdown).
+        status=0 if phase is _START or phase is _BODY_FIRST else cycle.status,
         size=cycle.sent,
         duration=duration,
         request_headers=scope["headers"],
         response_headers=cycle.headers,
+        ended=ended or (ENDED_CLIENT_GONE if cycle.disconnected else ENDED_COMPLETED),
     )

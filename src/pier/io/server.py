@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from pier.asgi.lifespan import Lifespan, command_line_option
 from pier.errors import PierError
-from pier.io.connection import H1Connection
+from pier.io.connection import DebugH1Connection, H1Connection
 from pier.io.context import ServerContext
 from pier.io.deadlines import DeadlineSweep, resolution_for
 from pier.io.lifecycle import describe_requests
 from pier.io.sockets import bind_sockets, describe
+from pier.logging import TRACE, traced_app
 from pier.proto.limits import H2Limits, Limits
 
 if TYPE_CHECKING:
@@ -317,7 +318,8 @@ class Server:
             )
             access = candidate if candidate.enabled else None
         ctx = ServerContext(
-            app=app,
+            # --log-level trace: every ASGI message logged (types and sizes only).
+            app=traced_app(app) if logger.isEnabledFor(TRACE) else app,
             loop=loop,
             app_name=app_name(config.app),
             app_interface=getattr(app, "interface", "ASGI"),
@@ -338,6 +340,7 @@ class Server:
             access_log=access,
             reset_contextvars=config.reset_contextvars,
             h2_limits=_h2_limits(config),
+            debug=logger.isEnabledFor(logging.DEBUG),
         )
         if config.metrics_bind is not None:
             # issue 12: the recorder takes the access log's call (pier.metrics rule 1).
@@ -549,11 +552,12 @@ def connection_factory(
     over, as it does to the WebSocket glue (ctx.ws_handler). A QUIC listener (HTTP/3)
     would be a datagram endpoint beside these, with its own factory.
     """
-    h1_class = H1Connection
+    # --log-level debug: the subclass that logs each connection's life.
+    h1_class = DebugH1Connection if ctx.debug else H1Connection
     if ctx.metrics is not None:  # issue 12: counting only when --metrics-bind is on
         from pier.io.metered import MeteredH1Connection
 
-        h1_class = MeteredH1Connection
+        h1_class = MeteredH1Connection  # (its connections are not logged at debug)
 
     def h1() -> asyncio.Protocol:
         return h1_class(ctx)

@@ -394,10 +394,15 @@ def check_close(code: object, reason: object) -> str | None:
 
 
 class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """websockets logs every open and close at INFO; pier's glue logs what matters."""
+    """websockets logs every open and close at INFO, and at DEBUG every frame with a
+    preview of its payload (a message may hold anything: passwords, personal data);
+    pier's glue logs what matters, and --log-level trace gives types and sizes only."""
 
     def info(self, *args: Any, **kwargs: Any) -> None:
         pass
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
 
 
 _QUIET = _QuietLogger(logging.getLogger("pier.error"), {})
