@@ -236,3 +236,20 @@ def test_single_process_shutdown_delay_serves_with_readyz_failing() -> None:
         proc.wait_for("Draining now")
         assert proc.wait() == 0
         assert "Finished server process" in proc.output
+
+
+def test_http2_requests_and_refusals_are_counted() -> None:
+    options = {"metrics_bind": "127.0.0.1:0", "lifespan": "off", "limit_request_body": 4}
+    with running_server(status_app, **options) as server:
+        admin = server.server.admin
+        assert admin is not None
+        port = int(admin.url.rsplit(":", 1)[1])
+        with httpx.Client(base_url=server.url, http1=False, http2=True) as client:
+            assert client.get("/").http_version == "HTTP/2"
+            client.get("/404")
+            assert client.post("/", content=b"too long").status_code == 413
+            metrics = scrape(port)
+    assert metrics["pier_requests_total{method=GET,protocol=HTTP/2,status=2xx}"] == 1
+    assert metrics["pier_requests_total{method=GET,protocol=HTTP/2,status=4xx}"] == 1
+    assert metrics["pier_refusals_total{reason=body_too_large}"] == 1
+    assert metrics["pier_connections_open{protocol=h2}"] == 1

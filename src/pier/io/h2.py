@@ -504,6 +504,10 @@ class H2Connection(FlowControl, asyncio.Protocol):
             elif isinstance(event, StreamRefused):
                 self._refused(event)
             elif isinstance(event, ConnectionEnded):
+                metrics = self.ctx.metrics
+                if metrics is not None and event.limit is not None:
+                    # issue 12: a protection tripped, by its option (h2_max_reset_streams).
+                    metrics.refused(event.limit.lstrip("-").replace("-", "_"))
                 if event.limit is not None:
                     warn_limit(self.ctx, event.limit, self.info.peer, event.reason)
                 elif event.error_code:
@@ -564,6 +568,8 @@ class H2Connection(FlowControl, asyncio.Protocol):
                 task.cancel()
 
     def _refused(self, event: StreamRefused) -> None:
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.refused(event.status)  # issue 12
         logger.info(
             "Refused an HTTP/2 request from %s: %s (HTTP %d)",
             self.info.peer, event.reason, event.status,
@@ -742,6 +748,11 @@ class ALPNSelector(asyncio.Protocol):
         else:
             from pier.io.connection import H1Connection
 
-            protocol = H1Connection(self.ctx)
+            h1_class = H1Connection
+            if self.ctx.metrics is not None:  # issue 12: per-connection counting
+                from pier.io.metered import MeteredH1Connection
+
+                h1_class = MeteredH1Connection
+            protocol = h1_class(self.ctx)
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
