@@ -10,6 +10,7 @@ probe is a 2xx or not; the endpoints controller drops a pod whose readiness fail
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -253,3 +254,26 @@ def test_http2_requests_and_refusals_are_counted() -> None:
     assert metrics["pier_requests_total{method=GET,protocol=HTTP/2,status=4xx}"] == 1
     assert metrics["pier_refusals_total{reason=body_too_large}"] == 1
     assert metrics["pier_connections_open{protocol=h2}"] == 1
+    assert metrics["pier_received_bytes_total{}"] > len(b"too long")
+    assert metrics["pier_sent_bytes_total{}"] > 0
+
+
+def test_websocket_sessions_and_their_bytes_are_counted() -> None:
+    from websockets.sync.client import connect
+
+    from tests.autobahn.echo_app import app as echo
+
+    with running_server(echo, metrics_bind="127.0.0.1:0") as server:
+        admin = server.server.admin
+        assert admin is not None
+        port = int(admin.url.rsplit(":", 1)[1])
+        with connect(f"ws://{server.host}:{server.port}/", open_timeout=10) as ws:
+            before = scrape(port)
+            noise = os.urandom(1000)  # incompressible: permessage-deflate leaves it be
+            ws.send(noise)
+            assert ws.recv(timeout=10) == noise
+            after = scrape(port)
+    assert after["pier_websocket_sessions_total{}"] == 1
+    assert after["pier_connections_open{protocol=websocket}"] == 1
+    assert after["pier_received_bytes_total{}"] - before["pier_received_bytes_total{}"] >= 1000
+    assert after["pier_sent_bytes_total{}"] - before["pier_sent_bytes_total{}"] >= 1000

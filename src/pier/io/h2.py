@@ -456,6 +456,9 @@ class H2Connection(FlowControl, asyncio.Protocol):
             self.ctx.on_idle()
 
     def data_received(self, data: bytes) -> None:
+        metrics = self.ctx.metrics
+        if metrics is not None:  # issue 12
+            metrics.received += len(data)
         if self.closed:
             return  # lingering after a GOAWAY: read and dropped
         self._handle(self.proto.receive_data(data))
@@ -645,6 +648,9 @@ class H2Connection(FlowControl, asyncio.Protocol):
         data = self.proto.data_to_send()
         if data and not self.closed:
             self.transport.write(data)
+            metrics = self.ctx.metrics
+            if metrics is not None:  # issue 12
+                metrics.sent += len(data)
 
     def default_fields(self, fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         """--header, server and date as HTTP/2 fields, less those the app set itself."""

@@ -273,6 +273,9 @@ class WSProtocol(FlowControl, asyncio.Protocol):
             self._flush()
 
     def data_received(self, data: bytes) -> None:
+        metrics = self.ctx.metrics
+        if metrics is not None:  # issue 12
+            metrics.received += len(data)
         ws = self.ws
         if ws is None:
             # The app has not accepted yet: keep the bytes for when it does.
@@ -346,6 +349,9 @@ class WSProtocol(FlowControl, asyncio.Protocol):
             return
         if data:
             self.transport.write(data)
+            metrics = self.ctx.metrics
+            if metrics is not None:  # issue 12
+                metrics.sent += len(data)
         if eof:
             self._eof_sent = True
             self._cancel_ping()
