@@ -40,8 +40,10 @@ __all__ = ["ResponseStream"]
 class ResponseStream(Protocol):
     """What the protocol glue provides to one cycle (the methods' rules: module docstring)."""
 
-    # True while the peer does not take what was written: the cycle awaits drain().
-    write_paused: bool
+    @property
+    def write_paused(self) -> bool:
+        """True while the peer does not take what was written: the cycle awaits drain().
+        (Read only: an attribute of the connection, or derived from a stream's window.)"""
 
     def send_head(  # noqa: PLR0917 - positional: once per response on the hot path
         self,

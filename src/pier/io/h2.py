@@ -47,7 +47,7 @@ from pier.proto.h2 import (
 )
 from pier.proto.headers import (
     PLAIN_TEXT_TYPE,
-    AppResponseError,
+    body_length_error,
     check_status,
     parse_length,
     plain_body,
@@ -90,8 +90,8 @@ def _default_fields(default_headers: bytes) -> list[tuple[bytes, bytes]]:
 class _Stream:
     """One HTTP/2 stream as its HTTPCycle sees it (asgi/stream.py ResponseStream)."""
 
-    __slots__ = ("acked", "conn", "cycle", "fed", "head_sent", "no_body", "remaining",
-                 "stream_id", "waiter")
+    __slots__ = ("acked", "conn", "cycle", "declared", "fed", "head_sent", "no_body",
+                 "remaining", "stream_id", "waiter")
 
     def __init__(self, conn: H2Connection, stream_id: int) -> None:
         self.conn = conn
@@ -102,16 +102,13 @@ class _Stream:
         self.head_sent = False
         self.no_body = False  # HEAD, 204, 304: DATA must not be sent
         self.remaining: int | None = None  # body bytes still owed to a Content-Length
+        self.declared = 0  # the Content-Length the app declared, while `remaining` counts
         self.waiter: asyncio.Future[None] | None = None
 
     @property
     def write_paused(self) -> bool:
         conn = self.conn
         return conn.write_paused or conn.proto.pending(self.stream_id) > STREAM_HIGH_WATER
-
-    @write_paused.setter
-    def write_paused(self, value: bool) -> None:
-        """Derived from the connection and the stream's window; nothing to set."""
 
     def send_head(  # noqa: PLR0917 - positional, as the interface says
         self,
@@ -137,7 +134,10 @@ class _Stream:
         else:
             # HTTP/2 frames the body itself, but a length the body contradicts is as
             # wrong as on HTTP/1.1 (RFC 9113 8.1.1): refused before anything is sent.
-            self.remaining = None if no_body else parse_length(declared)
+            if no_body:
+                self.remaining = None
+            else:
+                self.remaining = self.declared = parse_length(declared)
             self._count(body, more_body)
         fields.extend(conn.default_fields(fields))
         end = not more_body and not cycle.trailers
@@ -154,16 +154,10 @@ class _Stream:
         if remaining is None:
             return
         size = len(body)
-        if size > remaining:
-            raise AppResponseError(
-                f"the app sent {size - remaining} body bytes more than its declared"
-                " Content-Length"
-            )
-        if not more_body and size != remaining:
-            raise AppResponseError(
-                f"the response ended {remaining - size} body bytes short of its declared"
-                " Content-Length"
-            )
+        if size > remaining or (not more_body and size != remaining):
+            declared = self.declared
+            sent = declared - remaining + size
+            raise body_length_error(sent, declared, ended=size <= remaining)
         self.remaining = remaining - size
 
     def send_data(self, cycle: HTTPCycle, body: bytes, more_body: bool, /) -> None:

@@ -45,6 +45,7 @@ from pier.proto.headers import (
     PLAIN,
     TRANSFER_ENCODING,
     AppResponseError,
+    body_length_error,
     check_value,
     classify,
     lower_name,
@@ -847,17 +848,11 @@ class ResponseFramer:
         remaining = self.remaining
         if remaining is not None:
             if size > remaining:
-                raise AppResponseError(
-                    f"the app sent {self.sent + size} body bytes but declared"
-                    f" Content-Length: {self.sent + remaining}"
-                )
+                raise body_length_error(self.sent + size, self.sent + remaining, ended=False)
             self.remaining = remaining - size
             self.sent += size
             if not more and remaining != size:
-                raise AppResponseError(
-                    f"the response ended after {self.sent} body bytes but declared"
-                    f" Content-Length: {self.sent + remaining - size}"
-                )
+                raise body_length_error(self.sent, self.sent + remaining - size, ended=True)
             return data
         self.sent += size
         if self.chunked:

@@ -603,11 +603,6 @@ class H2Protocol:
             return [ShutdownComplete()]
         return []
 
-    @property
-    def open_streams(self) -> int:
-        """Streams whose app has not finished."""
-        return len(self._running)
-
     # --- output -------------------------------------------------------------------------
 
     def data_to_send(self) -> bytes:

@@ -30,6 +30,7 @@ __all__ = [
     "PLAIN_TEXT_TYPE",
     "TRANSFER_ENCODING",
     "AppResponseError",
+    "body_length_error",
     "check_status",
     "check_value",
     "classify",
@@ -52,6 +53,19 @@ PLAIN_TEXT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
 def plain_body(text: str) -> bytes:
     """The body of a server-made text/plain answer: `text` and a newline, UTF-8."""
     return (text + "\n").encode("utf-8", "replace")
+
+
+def body_length_error(sent: int, declared: int, *, ended: bool) -> AppResponseError:
+    """The app's body contradicts its Content-Length (`sent` bytes so far, this piece
+    included): one message for every HTTP version. Raised before the piece is written."""
+    if ended:
+        return AppResponseError(
+            f"the response ended after {sent} body bytes but declared Content-Length:"
+            f" {declared}"
+        )
+    return AppResponseError(
+        f"the app sent {sent} body bytes but declared Content-Length: {declared}"
+    )
 
 
 def check_status(status: Any) -> None:
