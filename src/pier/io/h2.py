@@ -21,7 +21,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from time import perf_counter
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pier.asgi.http import HTTPCycle
 from pier.asgi.proxy import apply_proxy_headers
@@ -54,6 +54,9 @@ from pier.proto.headers import (
     validate_headers,
 )
 from pier.proto.limits import H2Limits
+
+if TYPE_CHECKING:
+    from pier.config import Config
 
 logger = logging.getLogger("pier.error")
 
@@ -702,15 +705,11 @@ class H2Connection(FlowControl, asyncio.Protocol):
                 stream.wake()
 
 
-def http_mode(config: Any) -> str:
-    """--http as "auto", "1" or "2" (uvicorn's parser names h11/httptools/zttp mean 1)."""
-    mode = str(getattr(config, "http", "auto"))
-    return "1" if mode in ("h11", "httptools", "zttp") else mode
+def h2_limits(config: Config) -> H2Limits | None:
+    """The HTTP/2 settings from the --h2-* options; None when --http 1.
 
-
-def h2_limits(config: Any) -> H2Limits | None:
-    """The HTTP/2 settings from the --h2-* options; None when --http 1."""
-    if http_mode(config) == "1":
+    (--http is "auto", "1" or "2" here: Config took uvicorn's parser names as 1.)"""
+    if config.http == "1":
         return None
     return H2Limits(
         max_concurrent_streams=config.h2_max_concurrent_streams,
@@ -722,9 +721,9 @@ def h2_limits(config: Any) -> H2Limits | None:
     )
 
 
-def alpn_protocols(config: Any) -> list[str]:
+def alpn_protocols(config: Config) -> list[str]:
     """What TLS offers in ALPN (RFC 7301), in the server's order of preference."""
-    return {"1": ["http/1.1"], "2": ["h2"]}.get(http_mode(config), ["h2", "http/1.1"])
+    return {"1": ["http/1.1"], "2": ["h2"]}.get(config.http, ["h2", "http/1.1"])
 
 
 class ALPNSelector(asyncio.Protocol):

@@ -381,10 +381,8 @@ class Server:
 
     async def _listen(self, ctx: ServerContext, sockets: list[socket.socket]) -> None:
         loop = ctx.loop
-        from pier.io.h2 import http_mode
-
         factory = connection_factory(
-            ctx, tls=self.ssl_context is not None, only_h2=http_mode(self.config) == "2"
+            ctx, tls=self.ssl_context is not None, only_h2=self.config.http == "2"
         )
         if self.config.proxy_protocol != "off":
             factory = self._proxy_protocol_gate(factory)
