@@ -139,3 +139,17 @@ def test_sigint_shuts_down_like_sigterm() -> None:
     assert code == 0, output
     assert "MARK lifespan shutdown" in output
     assert "KeyboardInterrupt" not in output
+
+
+def test_sigterm_right_after_the_listening_line_is_a_graceful_stop() -> None:
+    """Scripts wait for "Listening on" and may stop the server at once: the handlers
+    must already be in place then (before, the default action ended it with -15)."""
+    for _ in range(3):
+        proc = _start()
+        try:
+            proc.signal(signal.SIGTERM)
+            code, output = proc.wait(timeout=10)
+        finally:
+            proc.stop()
+        assert code == 0, output
+        assert "MARK lifespan shutdown" in output

@@ -204,40 +204,42 @@ class Server:
         await self._lifespan.startup()
         if self._lifespan.supported:
             logger.info("Application startup complete.")
-        try:
-            if config.ssl_certfile is not None:
-                from pier.io.tls import create_ssl_context
-
-                self.ssl_context = create_ssl_context(config)
-            if sockets is None:
-                sockets = bind_sockets(config)
-            await self._listen(ctx, sockets)
-        except BaseException:
-            with contextlib.suppress(PierError):
-                await self._lifespan.shutdown()
-            raise
-        self._sweep = DeadlineSweep(
-            loop,
-            ctx.connections,
-            resolution_for(config.timeout_keep_alive, config.timeout_request_header),
-        )
-        self._sweep.start()
-        self.started = True
-        self._started_flag.set()
+        # Installed before the first "Listening on" line: whoever waits for that line and
+        # then sends SIGTERM gets a graceful stop, not the default action's exit -15.
         restore = self._install_signal_handlers(loop)
-        if self.on_started is not None:
-            self.on_started()
         try:
-            await self._exit_event.wait()
-            await self._delay_shutdown()
-        finally:
             try:
-                await self._shutdown(ctx)
+                if config.ssl_certfile is not None:
+                    from pier.io.tls import create_ssl_context
+
+                    self.ssl_context = create_ssl_context(config)
+                if sockets is None:
+                    sockets = bind_sockets(config)
+                await self._listen(ctx, sockets)
+            except BaseException:
+                with contextlib.suppress(PierError):
+                    await self._lifespan.shutdown()
+                raise
+            self._sweep = DeadlineSweep(
+                loop,
+                ctx.connections,
+                resolution_for(config.timeout_keep_alive, config.timeout_request_header),
+            )
+            self._sweep.start()
+            self.started = True
+            self._started_flag.set()
+            if self.on_started is not None:
+                self.on_started()
+            try:
+                await self._exit_event.wait()
+                await self._delay_shutdown()
             finally:
-                # issue 5: restored only after the drain, so that a second SIGTERM
-                # (a supervisor's "stop now") forces the shutdown (rule 2) instead of
-                # killing the process with the default action half-way.
-                restore()
+                await self._shutdown(ctx)
+        finally:
+            # issue 5: restored only after the drain, so that a second SIGTERM
+            # (a supervisor's "stop now") forces the shutdown (rule 2) instead of
+            # killing the process with the default action half-way.
+            restore()
 
     async def _delay_shutdown(self) -> None:
         """issue 12, --shutdown-delay: fail /readyz, keep serving, then drain."""
