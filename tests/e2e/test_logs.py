@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -325,6 +326,45 @@ def test_debug_tells_connections_opened_reused_and_closed_with_the_reason(
     assert f"Connection from {peers[0]} closed: by the client" in output
     assert f"Connection from {peers[1]} closed: idle past --timeout-keep-alive" in output
     assert "ASGI" not in output  # message traces are for --log-level trace
+
+
+def test_debug_tells_connections_with_metrics_on_over_tls_and_over_http2(
+    tmp_path: Path,
+) -> None:
+    """The debug lines do not depend on how the connection was made: with --metrics-bind
+    (a counting connection class), over TLS (chosen by ALPN) and over HTTP/2."""
+    import httpx
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+
+    def tls_exchange(port: int) -> None:
+        verify = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+        with httpx.Client(verify=verify, timeout=DEADLINE) as client:
+            assert client.get(f"https://127.0.0.1:{port}/").status_code == 200
+
+    def h2c_exchange(port: int) -> None:
+        with httpx.Client(http1=False, http2=True, timeout=DEADLINE) as client:
+            response = client.get(f"http://127.0.0.1:{port}/")
+            assert (response.status_code, response.http_version) == (200, "HTTP/2")
+
+    opened = r"DEBUG:    Connection from 127\.0\.0\.1:\d+ opened"
+    output = run_with(tmp_path, "debug", two_requests_then_close,
+                      "--metrics-bind", "127.0.0.1:0")
+    assert len(re.findall(opened, output)) == 1, output
+    assert re.search(r"Connection from 127\.0\.0\.1:\d+ kept alive", output), output
+    output = run_with(tmp_path, "debug", tls_exchange, "--ssl-certfile",
+                      str(tmp_path / "cert.pem"), "--ssl-keyfile", str(tmp_path / "key.pem"))
+    assert re.search(opened, output), output
+    assert re.search(r"Connection from 127\.0\.0\.1:\d+ closed: ", output), output
+    output = run_with(tmp_path, "debug", h2c_exchange)
+    assert re.search(opened + r"\n.*Connection from 127\.0\.0\.1:\d+ switched to HTTP/2",
+                     output), output
+    assert re.search(r"Connection from 127\.0\.0\.1:\d+ closed \(HTTP/2\): ", output), output
 
 
 def test_debug_tells_an_upgrade(tmp_path: Path) -> None:

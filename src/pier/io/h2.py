@@ -417,15 +417,20 @@ class H2Connection(FlowControl, asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.ctx.total_connections += 1
-        self.take_over(transport, b"")
+        self.take_over(transport, b"", debug_line="opened (HTTP/2)")
 
-    def take_over(self, transport: asyncio.BaseTransport, data: bytes) -> None:
+    def take_over(
+        self, transport: asyncio.BaseTransport, data: bytes, *,
+        debug_line: str = "switched to HTTP/2",
+    ) -> None:
         """Serve `transport` from here; `data` is what was read of it already."""
         self.transport = transport = cast(asyncio.Transport, transport)
         ctx = self.ctx
         ctx.connections.add(self)
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.info = connection_info(transport, root_path=ctx.root_path)
+        if ctx.debug:
+            logger.debug("Connection from %s %s", self.info.peer, debug_line)
         if self._upgrade is not None:
             settings, request = self._upgrade
             self._upgrade = None
@@ -440,6 +445,12 @@ class H2Connection(FlowControl, asyncio.Protocol):
         self._idle_check()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.ctx.debug:
+            logger.debug(
+                "Connection from %s closed (HTTP/2): %s",
+                self.info.peer,
+                "cleanly" if exc is None else f"lost ({exc or type(exc).__name__})",
+            )
         self.closed = True
         self.ctx.connections.discard(self)
         for ws in list(self.ws_streams.values()):
@@ -745,13 +756,8 @@ class ALPNSelector(asyncio.Protocol):
         if chosen == "h2" or (chosen is None and self.only_h2):
             protocol = H2Connection(self.ctx, self.limits)
         else:
-            from pier.io.connection import H1Connection
+            from pier.io.metered import h1_connection_class
 
-            h1_class = H1Connection
-            if self.ctx.metrics is not None:  # issue 12: per-connection counting
-                from pier.io.metered import MeteredH1Connection
-
-                h1_class = MeteredH1Connection
-            protocol = h1_class(self.ctx)
+            protocol = h1_connection_class(self.ctx)(self.ctx)
         transport.set_protocol(protocol)
         protocol.connection_made(transport)

@@ -12,23 +12,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pier.io.connection import H1Connection
+from pier.io.connection import DebugH1Connection, H1Connection
 from pier.io.context import ServerContext
 from pier.proto.events import BadRequest
 
-__all__ = ["MeteredH1Connection", "open_connections"]
+if TYPE_CHECKING:
+    from pier.metrics import Recorder
+
+__all__ = ["MeteredH1Connection", "h1_connection_class", "open_connections"]
 
 
 class MeteredH1Connection(H1Connection):
-    __slots__ = ("metrics",)
+    # No slot of its own, so that MeteredDebugH1Connection can join it with
+    # DebugH1Connection (two bases that each add slots cannot be combined).
+    __slots__ = ()
 
-    def __init__(self, ctx: ServerContext) -> None:
-        super().__init__(ctx)
-        metrics = ctx.metrics
+    @property
+    def metrics(self) -> Recorder:
+        metrics = self.ctx.metrics
         assert metrics is not None
-        self.metrics = metrics
+        return metrics
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.metrics.connected("http/1.1")
@@ -42,6 +47,20 @@ class MeteredH1Connection(H1Connection):
         if self.reading_head_too_long():
             self.metrics.refused(408)
         super().deadline_passed()
+
+
+class MeteredDebugH1Connection(MeteredH1Connection, DebugH1Connection):
+    """--metrics-bind with --log-level debug: counted and logged."""
+
+    __slots__ = ()
+
+
+def h1_connection_class(ctx: ServerContext) -> type[H1Connection]:
+    """The HTTP/1.1 connection class for this server, chosen once: whatever a TLS
+    (ALPN) or cleartext connection speaks HTTP/1.1 with, so both log and count alike."""
+    if ctx.metrics is not None:
+        return MeteredDebugH1Connection if ctx.debug else MeteredH1Connection
+    return DebugH1Connection if ctx.debug else H1Connection
 
 
 _PROTOCOLS = {"WSProtocol": "websocket", "H2Connection": "h2"}

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from pier.asgi.lifespan import Lifespan, command_line_option
 from pier.errors import PierError
-from pier.io.connection import DebugH1Connection, H1Connection
 from pier.io.context import ServerContext
 from pier.io.deadlines import DeadlineSweep, resolution_for
 from pier.io.lifecycle import describe_requests
+from pier.io.metered import h1_connection_class
 from pier.io.sockets import bind_sockets, describe
 from pier.logging import TRACE, traced_app
 from pier.proto.limits import H2Limits, Limits
@@ -552,12 +552,8 @@ def connection_factory(
     over, as it does to the WebSocket glue (ctx.ws_handler). A QUIC listener (HTTP/3)
     would be a datagram endpoint beside these, with its own factory.
     """
-    # --log-level debug: the subclass that logs each connection's life.
-    h1_class = DebugH1Connection if ctx.debug else H1Connection
-    if ctx.metrics is not None:  # issue 12: counting only when --metrics-bind is on
-        from pier.io.metered import MeteredH1Connection
-
-        h1_class = MeteredH1Connection  # (its connections are not logged at debug)
+    # --log-level debug and --metrics-bind: subclasses that log / count per connection.
+    h1_class = h1_connection_class(ctx)
 
     def h1() -> asyncio.Protocol:
         return h1_class(ctx)
