@@ -140,6 +140,12 @@ def test_http_2_and_uvicorns_http2_flag_are_accepted() -> None:
     assert config.http2 and config.http == "auto"
 
 
+@pytest.mark.parametrize("http", ["1", "h11"])
+def test_http2_flag_with_http_1_only_is_refused_not_ignored(http: str) -> None:
+    with pytest.raises(ConfigError, match=f"--http2 asks for HTTP/2 but --http {http} serves"):
+        parse_args(["m:a", "--http", http, "--http2"], environ={})
+
+
 def test_an_old_name_and_the_new_one_disagreeing_is_refused() -> None:
     with pytest.raises(ConfigError, match="one setting"):
         parse_args(["m:a", "--h11-max-incomplete-event-size", "10",

@@ -1060,6 +1060,11 @@ class Config:
             return labels.get(option) or _BY_NAME[option].cli_flags[0]
 
         info = LOG_LEVELS["info"]
+        if self.http2 and self.http in ("1", "h11", "httptools", "zttp"):
+            raise ConfigError(
+                f"{name('http2')} asks for HTTP/2 but {name('http')} {self.http} serves"
+                f" HTTP/1.1 only; keep one of them ({name('http')} auto serves both)"
+            )
         if self.http in ("h11", "httptools", "zttp"):
             self.notes.append((info, (
                 f"{name('http')} {self.http}: pier always parses HTTP/1.1 with llhttp"
