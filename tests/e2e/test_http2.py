@@ -448,6 +448,22 @@ def test_idle_connection_gets_goaway_after_keep_alive_timeout(
         assert client.closed
 
 
+def test_limit_max_requests_counts_streams() -> None:
+    """--limit-max-requests counts requests, not connections: the third stream on one
+    HTTP/2 connection reaches a limit of three and the worker is replaced."""
+    from tests.supervisor._harness import pier
+
+    with pier("tests.supervisor.apps:app", "--limit-max-requests", "3", "--port", "0",
+              "--no-access-log") as server, httpx.Client(http1=False, http2=True,
+                                                          timeout=DEADLINE) as client:
+        url = f"http://{server.host}:{server.port}/"
+        for _ in range(2):
+            assert client.get(url).http_version == "HTTP/2"
+        assert "starting its replacement" not in server.output, "replaced before the limit"
+        assert client.get(url).status_code == 200
+        server.wait_for("starting its replacement")
+
+
 def test_graceful_shutdown_is_two_goaways_and_finishes_the_stream(
     raw_client: list[RawClient],
 ) -> None:
