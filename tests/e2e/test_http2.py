@@ -603,6 +603,20 @@ def test_floods_end_the_connection_with_a_warning_naming_the_limit(
             assert client.get(f"{server.url}/").status_code == 200
 
 
+def test_preface_split_byte_by_byte_is_still_http2() -> None:
+    """Prior knowledge sniffed across reads: a preface trickled one byte per packet
+    (its first byte alone included) is still taken for HTTP/2, not HTTP/1.1."""
+    with running_server(ECHO) as server, socket.create_connection(
+        ("127.0.0.1", server.port), timeout=DEADLINE
+    ) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for byte in PREFACE:
+            sock.sendall(bytes([byte]))
+        sock.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # empty SETTINGS
+        first = sock.recv(9)
+        assert len(first) == 9 and first[3] == 0x4, f"not an HTTP/2 SETTINGS frame: {first!r}"
+
+
 def test_garbage_preface_is_refused_as_http_1_1(raw_client: list[RawClient]) -> None:
     with running_server(ECHO) as server, socket.create_connection(
         ("127.0.0.1", server.port), timeout=DEADLINE

@@ -201,9 +201,12 @@ class H1Connection(FlowControl, asyncio.Protocol):
         if metrics is not None:
             metrics.received += len(data)
         if self._sniff:
-            data = self._sniff_preface(data)
-            if not data:
-                return
+            if data[0] != 0x50 and not self._sniffed:  # no b"P": not the HTTP/2 preface
+                self._sniff = False
+            else:
+                data = self._sniff_preface(data)
+                if not data:
+                    return
         self.parser.receive_data(data)
         if self._wait is _IDLE and self.parser.reading_head and not self.closed:
             # Bytes of a request head arrived; the whole head now has a deadline.
