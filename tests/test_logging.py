@@ -113,6 +113,17 @@ def test_access_line_brackets_ipv6_client(access: tuple[AccessLog, Records]) -> 
     assert handler.records[0].getMessage().startswith("[::1]:8080 - ")
 
 
+def test_every_access_record_carries_how_it_ended(access: tuple[AccessLog, Records]) -> None:
+    """A --log-config formatter that names %(ended)s works on completed lines too."""
+    log, handler = access
+    _record(log)
+    _record(log, ended="client gone")
+    formatter = logging.Formatter("%(status_code)s %(ended)s")
+    assert [formatter.format(r) for r in handler.records] == [
+        "200 completed", "200 client gone"]
+    assert handler.records[1].getMessage().endswith(" client gone")
+
+
 def test_access_fields_on_record(access: tuple[AccessLog, Records]) -> None:
     log, handler = access
     _record(log, path="/x\n", status=201)

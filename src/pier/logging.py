@@ -469,6 +469,9 @@ class AccessLog:
         also on the LogRecord (client_addr, method, path, query_string,
         http_version, status_code, size, duration, ended) for custom formatters.
         """
+        logger = self._logger
+        if not logger.isEnabledFor(_INFO):  # a level raised after start-up still counts
+            return
         if client is None:
             client_addr = "-"
         else:
@@ -477,38 +480,9 @@ class AccessLog:
         method = escape(method)
         path = escape(path)
         query = escape(query_string) if query_string else ""
-        logger = self._logger
-        if not logger.isEnabledFor(_INFO):  # a level raised after start-up still counts
-            return
-        if self._plain and ended == "completed":
-            # The default line: kept to the shape it had before the formats existed
-            # (bench/instructions snippet: every extra key or branch here is ~300).
-            # makeRecord + handle is Logger.info minus findCaller's stack walk, which
-            # was a fifth of this method's cost (cProfile, 50k calls).
-            logger.handle(
-                logger.makeRecord(
-                    logger.name,
-                    _INFO,
-                    __file__,
-                    0,
-                    _ACCESS_FORMAT,
-                    (client_addr, method, path, "?" if query else "", query, http_version,
-                     status, size, duration * 1000.0),
-                    None,
-                    "AccessLog.record",
-                    {
-                        "client_addr": client_addr,
-                        "method": method,
-                        "path": path,
-                        "query_string": query,
-                        "http_version": http_version,
-                        "status_code": status,
-                        "size": size,
-                        "duration": duration,
-                    },
-                )
-            )
-            return
+        # One record shape for every line, so a --log-config formatter may name any of
+        # these fields, `ended` included. The default line keeps to makeRecord + handle
+        # (Logger.info minus findCaller's stack walk, a fifth of this method's cost).
         extra: dict[str, Any] = {
             "client_addr": client_addr,
             "method": method,
@@ -520,11 +494,14 @@ class AccessLog:
             "duration": duration,
             "ended": ended,
         }
+        args: tuple[Any, ...]
         if self._plain:
-            msg = _ACCESS_FORMAT + " %s"
-            args: tuple[Any, ...] = (
-                client_addr, method, path, "?" if query else "", query, http_version,
-                status, size, duration * 1000.0, ended)
+            msg = _ACCESS_FORMAT
+            args = (client_addr, method, path, "?" if query else "", query, http_version,
+                    status, size, duration * 1000.0)
+            if ended != "completed":
+                msg += " %s"
+                args += (ended,)
         else:
             fields = _access_fields(extra, request_headers)
             msg = self._render(fields, request_headers, response_headers)

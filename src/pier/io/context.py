@@ -10,18 +10,14 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pier.io.tasks import task_starter
+from pier.io.throttle import Throttle
 from pier.proto.limits import H2Limits, Limits
 from pier.types import ASGIApp
 
 logger = logging.getLogger("pier.error")
-
-# One --limit-concurrency warning this often is enough to be seen without flooding
-# the log while a server is overloaded.
-OVERLOAD_LOG_INTERVAL = 10.0
 
 if TYPE_CHECKING:
     from pier.asgi.proxy import TrustedHosts
@@ -80,8 +76,8 @@ class ServerContext:
     lifespan_state: dict[str, Any] = field(default_factory=dict)
     # HTTP/2's settings and bounds (issue 9); None when --http 1.
     h2_limits: H2Limits | None = None
-    # When each HTTP/2 limit was last logged (io/h2.py warn_limit's rate limit).
-    limit_warned_at: dict[str, float] = field(default_factory=dict)
+    # Rate limit of the warnings that name a limit (--limit-concurrency, HTTP/2's).
+    warnings: Throttle = field(default_factory=Throttle)
     # Takes over upgraded connections (io/websocket.py); None when --ws none.
     ws_handler: Callable[..., Any] | None = None
     connections: set[Connection] = field(default_factory=set)
@@ -89,8 +85,6 @@ class ServerContext:
     total_requests: int = 0
     total_connections: int = 0
     shutting_down: bool = False
-    # perf_counter() of the last "--limit-concurrency reached" warning (rate limit).
-    overload_logged_at: float = float("-inf")
     # Called when a connection closes or a task ends, so shutdown can wait on an event.
     on_idle: Callable[[], None] | None = None
     # Starts an app's Task on this loop (io/tasks.py), the same way for every protocol.
@@ -109,9 +103,7 @@ class ServerContext:
         """Tell the operator why clients get 503 (at most once per interval)."""
         if self.metrics is not None:
             self.metrics.refused(503)
-        now = perf_counter()
-        if now - self.overload_logged_at >= OVERLOAD_LOG_INTERVAL:
-            self.overload_logged_at = now
+        if self.warnings.allows("--limit-concurrency"):
             logger.warning(
                 "Answering 503: %d requests in flight reached --limit-concurrency %s"
                 " (raise it, or add workers, if the server has capacity to spare)",

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
 from pier.asgi.http import HTTPCycle
@@ -31,6 +30,7 @@ from pier.io.context import ServerContext
 from pier.io.deadlines import NEVER
 from pier.io.flow import FlowControl
 from pier.io.lifecycle import log_response, start_request
+from pier.io.throttle import WARNING_INTERVAL
 from pier.proto.events import Request
 from pier.proto.h2 import (
     ConnectionEnded,
@@ -65,19 +65,14 @@ STREAM_HIGH_WATER = 64 * 1024
 WRITE_HIGH_WATER = 256 * 1024
 # Seconds a connection ended by GOAWAY keeps reading (and dropping) before it closes.
 LINGER = 1.0
-# One warning per limit this often: an attack must not flood the log either.
-WARN_INTERVAL = 10.0
 
 
 def warn_limit(ctx: ServerContext, limit: str, peer: str, reason: str) -> None:
     """A rate-limited warning (per server) naming the limit an HTTP/2 peer ran into."""
-    now = perf_counter()
-    warned = ctx.limit_warned_at
-    if now - warned.get(limit, float("-inf")) >= WARN_INTERVAL:
-        warned[limit] = now
+    if ctx.warnings.allows(limit):
         logger.warning(
             "Ended an HTTP/2 connection from %s: %s (%s; further ones are not logged for"
-            " %ds)", peer, reason, limit, WARN_INTERVAL,
+            " %ds)", peer, reason, limit, WARNING_INTERVAL,
         )
 
 

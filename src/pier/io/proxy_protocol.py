@@ -19,21 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, cast
 
 from pier.asgi.proxy import TrustedHosts
+from pier.io.throttle import WARNING_INTERVAL, Throttle
 from pier.proto.proxy_protocol import ProxyHeader, ProxyHeaderError, parse_header
 
 __all__ = ["ProxiedTransport", "ProxyProtocolGate"]
 
 logger = logging.getLogger("pier.error")
 
-REFUSAL_LOG_INTERVAL = 10.0
-"""One warning per interval: a proxy that sends no header (or the wrong version) is
-a misconfiguration the operator must see, but every connection would repeat it."""
-_last_warning = float("-inf")
+# One warning per interval: a proxy that sends no header (or the wrong version) is a
+# misconfiguration the operator must see, but every connection would repeat it.
+_refusals = Throttle()
 
 
 class ProxiedTransport:
@@ -130,16 +129,13 @@ class ProxyProtocolGate(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        global _last_warning
-        now = time.monotonic()
-        if now - _last_warning >= REFUSAL_LOG_INTERVAL:
-            _last_warning = now
+        if _refusals.allows("proxy-protocol"):
             logger.warning(
                 "Closed a connection: PROXY %s header %s (--proxy-protocol; further"
                 " refusals within %.0fs are logged at debug level)",
                 self.version,
                 why,
-                REFUSAL_LOG_INTERVAL,
+                WARNING_INTERVAL,
             )
         else:
             logger.debug("Closed a connection: PROXY %s header %s", self.version, why)
