@@ -11,6 +11,7 @@ Two ways, both real servers on real sockets:
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import re
 import signal
@@ -26,8 +27,23 @@ from typing import Any
 
 import pier
 from pier.io.server import loop_factory
+from pier.proto.h1 import ParseHead
 
 START_TIMEOUT = 10.0
+NOT_BUILT = "pier.proto._h1head is not built (no C compiler where pier was installed)"
+
+
+def native_parse_head() -> ParseHead | None:
+    """The native request-head parser (proto/h1.py rule 6) if it was built, whatever
+    PIER_NATIVE says."""
+    try:
+        module = importlib.import_module("pier.proto._h1head")
+    except ImportError:
+        return None
+    parse: ParseHead = module.parse_head
+    return parse
+
+
 LISTENING = re.compile(r"Listening on (http|https)://(\S+):(\d+)")
 
 

@@ -16,7 +16,8 @@ one that is chunked in any spelling is decoded), chunk-size and chunk-extension 
 (7.1, 7.1.1), bare CR and LF (2.2), obs-fold (5.2), NUL and other controls (RFC 9110
 5.5), whitespace before the colon (5.1), duplicate and conflicting framing headers (RFC
 9110 8.6, RFC 9112 6.3), request-line tricks (RFC 9112 3), absolute-form targets and
-Host mismatches (3.2, 3.2.2), a request after Connection: close (9.6).
+Host mismatches (3.2, 3.2.2), a request after Connection: close (9.6). Every row runs
+with pier's native request-head fast path and with llhttp alone (proto/h1.py rule 6).
 """
 
 from __future__ import annotations
@@ -191,7 +192,8 @@ CORPUS: dict[str, Case] = {
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[tuple[RunningServer, Recorder]]:
+def served(h1_path: str) -> Iterator[tuple[RunningServer, Recorder]]:
+    # Every row is replayed with the native head fast path and with llhttp alone.
     recorder = Recorder()
     with running_server(recorder.app) as server:
         yield server, recorder

@@ -4,7 +4,8 @@ Pins RFC 9112 section 2-3 (message and request line), 3.2 (Host), 6 (body framin
 7.1 (chunked), RFC 9110 section 5.5 (field values) and 10.1.1 (Expect). Every input
 is fed whole, byte by byte, and split at every point, as h11's tests do: the parser
 must give the same events however the bytes arrive. The parser reports to a handler
-by plain calls; an EventRecorder turns them back into records to compare.
+by plain calls; an EventRecorder turns them back into records to compare. Each test
+runs twice: with the native request-head fast path (proto/h1.py rule 6) and without.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pier.proto.headers import AppResponseError
 from pier.proto.limits import Limits
 
 WEBSOCKET = frozenset({b"websocket"})
+# Every test here runs with the native head fast path and with llhttp alone (rule 6).
+pytestmark = pytest.mark.usefixtures("h1_path")
 
 
 def feed(

@@ -8,17 +8,20 @@ upgrades pier does not perform included) yields exactly those requests, each wit
 exactly its body.
 
 Pins RFC 9112 sections 6 and 7 (message framing) and RFC 9110 section 7.8 (Upgrade).
-`scripts/fuzz` runs the same invariants coverage-guided (atheris) for longer.
+`scripts/fuzz` runs the same invariants coverage-guided (atheris) for longer. Every
+property holds with the native request-head fast path (proto/h1.py rule 6) and without.
 """
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pier.proto.events import BadRequest, Body, EndOfMessage, Request
 from tests.proto.h1_invariants import check_invariants
 
+pytestmark = pytest.mark.usefixtures("h1_path")
 SETTINGS = settings(max_examples=100, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 

@@ -26,12 +26,23 @@ Rules:
    HTTP version: names, values, status) and decides the framing: Content-Length when
    the length is known, chunked for HTTP/1.1 streams, close-delimited for HTTP/1.0
    streams, and no body for HEAD, 1xx, 204 and 304 (RFC 9112 section 6.3).
+6. The native fast path (`pier.proto._h1head.parse_head`, C, built when a compiler was
+   there) reads a request head that begins at a message boundary in one call, and a
+   Content-Length body is then counted here, without llhttp: a read that is all body
+   reaches the handler as the read itself (no copy). It accepts a strict subset of
+   what llhttp accepts, giving the same `on_request` values (tests/proto pin that
+   differentially); anything else (incomplete heads, chunked bodies, upgrades, any
+   odd byte) goes to llhttp as above, which stays in charge until a message ends.
+   llhttp is created when a connection first needs it. `PIER_NATIVE=0` in the
+   environment (read at import) or `h1.parse_head = None` turns the fast path off.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
@@ -62,6 +73,30 @@ __all__ = [
 ]
 
 
+# (end, method, raw_path, query_string, headers, http_version, keep_alive,
+#  expect_continue, content_length, accepts_trailers): one accepted head (rule 6).
+NativeHead = tuple[
+    int, str, bytes, bytes, list[tuple[bytes, bytes]], str, bool, bool, int | None, bool
+]
+# parse_head(data, start, target, fields, field_size, head_size, body or -1).
+ParseHead = Callable[[bytes, int, int, int, int, int, int], NativeHead | None]
+
+
+def _native_parse_head() -> ParseHead | None:
+    if os.environ.get("PIER_NATIVE", "1") == "0":
+        return None
+    try:
+        module = importlib.import_module("pier.proto._h1head")
+    except ImportError:
+        return None  # not built (no compiler where pier was installed): llhttp reads all
+    native: ParseHead = module.parse_head
+    return native
+
+
+# Read by each H1Parser when it is made: tests and comparisons set it to None.
+parse_head: ParseHead | None = _native_parse_head()
+
+
 class _Refuse(Exception):
     """Raised inside a parser callback to stop parsing; the reason is on the parser."""
 
@@ -83,6 +118,7 @@ class H1Parser:
     """
 
     __slots__ = (
+        "_body_left",
         "_body_size",
         "_chunk_mark",
         "_dead",
@@ -95,6 +131,8 @@ class H1Parser:
         "_in_message",
         "_keep_alive",
         "_line_hint",
+        "_native",
+        "_native_limits",
         "_on_bad_request",
         "_on_body",
         "_on_end",
@@ -114,7 +152,18 @@ class H1Parser:
 
     def __init__(self, limits: Limits, handler: RequestHandler) -> None:
         self.limits = limits
-        self._parser = httptools.HttpRequestParser(self)
+        # llhttp, made when the fast path first declines (rule 6); its type is Any.
+        self._parser: Any = None
+        self._native = parse_head
+        self._native_limits = (
+            limits.request_line,
+            limits.fields,
+            limits.field_size,
+            limits.head_size,
+            -1 if limits.body is None else limits.body,
+        )
+        # Bytes of a Content-Length body still to come, read without llhttp (rule 6).
+        self._body_left = 0
         self._handler = handler
         # Bound once: these run per request and per body chunk.
         self._on_request = handler.on_request
@@ -170,9 +219,9 @@ class H1Parser:
         """
         self._dead = True
         self.reading_head = False
-        if not hasattr(self, "_parser"):
+        self._parser = None
+        if not hasattr(self, "_handler"):
             return  # closed already
-        del self._parser
         del self._on_request, self._on_body, self._on_end, self._on_upgrade
         del self._on_bad_request, self._handler
 
@@ -180,6 +229,64 @@ class H1Parser:
         """Feed bytes from the client; the handler hears what they completed."""
         if self._dead:
             return
+        native = self._native
+        if native is not None and not self._in_message:
+            # At a message boundary, or inside a body the fast path framed (rule 6).
+            # Inline rather than a method: one Python call fewer per read.
+            try:
+                pos = self._body_left
+                if pos:
+                    size = len(data)
+                    if size <= pos:
+                        # All body: the read itself goes to the app, not a copy of it.
+                        self._body_left = pos - size
+                        self._on_body(data)
+                        if size == pos:
+                            self._end_message()
+                        return
+                    self._body_left = 0
+                    self._on_body(data[:pos])
+                    if not self._end_message():
+                        return
+                limits = self._native_limits
+                size = len(data)
+                while pos < size:
+                    head = native(data, pos, *limits)
+                    if head is None:
+                        break  # not for the fast path: llhttp reads from here
+                    (end, method, raw_path, query, headers, version, keep_alive, expect,
+                     length, trailers) = head
+                    self._keep_alive = keep_alive
+                    self._on_request(
+                        method, raw_path, query, headers, version, keep_alive, expect, None,
+                        length, bool(length), trailers,
+                    )
+                    if length:
+                        if self._dead:
+                            return  # the handler closed the connection
+                        pos = end + length
+                        if pos > size:
+                            self._body_left = pos - size
+                            if end < size:
+                                self._on_body(data[end:])
+                            return
+                        self._on_body(data[end:pos])
+                    else:
+                        pos = end
+                    if not self._end_message():
+                        return
+                else:
+                    return
+            except BaseException:
+                # A handler's exception: this parser stops for good (as under llhttp).
+                self._dead = True
+                raise
+            if pos:
+                data = data[pos:]
+        parser = self._parser
+        if parser is None:
+            # llhttp is made when first needed (rule 6): most connections never need it.
+            parser = self._parser = httptools.HttpRequestParser(self)
         # A chunk that starts at a message boundary and is no longer than one header
         # line may hold can hold no oversize field or head: the first request in it
         # needs no size checks, and its request line is at the chunk's start.
@@ -190,7 +297,7 @@ class H1Parser:
         if self.reading_head or (self._in_chunk and self._body_size == self._chunk_mark):
             self._partial += len(data)
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             rest = data[exc.args[0] :]
         except httptools.HttpParserCallbackError as exc:
@@ -237,11 +344,22 @@ class H1Parser:
         # Either the handler takes the connection over, or the request was an ordinary
         # one whose body is read on (rule 3). Out of the except clause on purpose: an
         # error raised while reading on must not carry the upgrade as its context.
-        self._parser = httptools.HttpRequestParser(self)
+        # llhttp is done with this connection's bytes: a fresh one reads on, if any.
+        self._parser = None
         if self._resume is None:
             self._on_upgrade(rest)
         else:
             self._resume_after_upgrade(rest)
+
+    def _end_message(self) -> bool:
+        """A message the fast path framed is complete; is the next one to be read?"""
+        if self._dead:
+            return False  # the handler closed the connection
+        self._on_end()
+        if not self._keep_alive:
+            # RFC 9112 section 9.6: as on_message_complete.
+            self._dead = True
+        return not self._dead
 
     def _resume_after_upgrade(self, rest: bytes) -> None:
         """Read on after an upgrade the handler does not perform (rule 3)."""
@@ -253,6 +371,7 @@ class H1Parser:
         if prime:
             # The priming head is not a request: it only sets llhttp's framing.
             self._on_request = _ignore_request
+            self._parser = httptools.HttpRequestParser(self)
             self._parser.feed_data(prime)
             self._on_request = handler.on_request
         if rest:
