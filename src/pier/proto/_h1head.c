@@ -1,0 +1,496 @@
+/* pier.proto._h1head: the HTTP/1.1 request-head fast path.
+ *
+ * One function, parse_head(), reads one request head that begins at a message
+ * boundary and is whole in one buffer, and hands back everything
+ * H1Parser.on_headers_complete would pass to RequestHandler.on_request. It accepts a
+ * strict subset of HTTP/1.1 (RFC 9112): plain origin-form requests with CRLF line ends,
+ * printable ASCII, Content-Length framing or none. Anything else, well-formed or not,
+ * gets None and is read by llhttp and pier's Python checks exactly as before, so every
+ * refusal (400, 413, 414, 431, 505) and every unusual framing (chunked, upgrades,
+ * CONNECT, absolute-form, obs-fold, obs-text) keeps a single implementation.
+ *
+ * Why C of our own: the per-header Python callbacks and checks cost ~25k instructions
+ * per keep-alive request (docs/performance.md, "What a native hot path would gain");
+ * llhttp cannot be linked here (no other project's source is vendored and Debian has
+ * no llhttp library), and the subset is small enough to read in one sitting.
+ *
+ * The contract it keeps is pinned by tests/proto/test_h1head.py: whenever it returns a
+ * tuple, the llhttp path makes the same on_request call and consumes the same bytes.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+/* Fields one head may hold on the fast path; a head with more declines (llhttp reads it). */
+#define MAX_FAST_FIELDS 128
+/* Bytes searched for the head's end beyond the head-size limit: the limit counts names and
+ * stripped values, the wire also holds the request line, ": " and line ends. */
+#define SEARCH_SLACK 4096
+
+enum { C_TCHAR = 1, C_VALUE = 2, C_TARGET = 4, C_HOST = 8 };
+static unsigned char char_class[256];
+
+static void
+init_char_classes(void)
+{
+    const char *tchar_extra = "!#$%&'*+-.^_`|~";
+    /* RFC 3986 pchar / query without '#': unreserved, pct-encoded's '%', sub-delims,
+     * ':', '@', '/', '?'. */
+    const char *target_extra = "-._~%!$&'()*+,;=:@/?";
+    const char *host_extra = "-._~";
+    for (int c = 0; c < 256; c++) {
+        unsigned char k = 0;
+        int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (alnum || (c && strchr(tchar_extra, c)))
+            k |= C_TCHAR;
+        if (c == '\t' || (c >= 0x20 && c <= 0x7e))
+            k |= C_VALUE;
+        if (alnum || (c && strchr(target_extra, c)))
+            k |= C_TARGET;
+        if (alnum || (c && strchr(host_extra, c)))
+            k |= C_HOST;
+        char_class[c] = k;
+    }
+}
+
+static inline unsigned char
+lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+}
+
+/* Is s[0:n] equal to the lower-case word w, ignoring the case of s? */
+static inline int
+equals_lower(const char *s, Py_ssize_t n, const char *w, Py_ssize_t wn)
+{
+    if (n != wn)
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (lower((unsigned char)s[i]) != (unsigned char)w[i])
+            return 0;
+    return 1;
+}
+
+/* Names most heads carry, kept as one bytes object each: a request's list then shares
+ * them instead of allocating a lower-cased copy per field. */
+static const char *const common_names[] = {
+    "host", "user-agent", "accept", "accept-encoding", "accept-language",
+    "connection", "content-length", "content-type", "cookie", "referer", "origin",
+    "cache-control", "pragma", "authorization", "x-forwarded-for", "x-forwarded-proto",
+    "x-forwarded-host", "x-real-ip", "x-request-id", "sec-fetch-site", "sec-fetch-mode",
+    "sec-fetch-dest", "sec-fetch-user", "sec-ch-ua", "sec-ch-ua-mobile",
+    "sec-ch-ua-platform", "upgrade-insecure-requests", "priority", "if-none-match",
+    "if-modified-since", "dnt", "te", "expect", "keep-alive", "x-requested-with",
+    "traceparent", "tracestate", "baggage", "range", "content-encoding",
+};
+#define N_COMMON (sizeof(common_names) / sizeof(common_names[0]))
+static PyObject *common_name_objects[N_COMMON];
+
+static const char *const method_names[] = {
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
+};
+#define N_METHODS (sizeof(method_names) / sizeof(method_names[0]))
+static PyObject *method_objects[N_METHODS];
+static PyObject *version_11;
+static PyObject *version_10;
+
+/* The field name's bytes object, lower-cased: a shared one when it is common. */
+static PyObject *
+name_object(const char *name, Py_ssize_t n)
+{
+    char buffer[64];
+    if (n <= (Py_ssize_t)sizeof(buffer)) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            buffer[i] = (char)lower((unsigned char)name[i]);
+        for (size_t k = 0; k < N_COMMON; k++) {
+            PyObject *known = common_name_objects[k];
+            if (PyBytes_GET_SIZE(known) == n && memcmp(PyBytes_AS_STRING(known), buffer, n) == 0) {
+                Py_INCREF(known);
+                return known;
+            }
+        }
+        return PyBytes_FromStringAndSize(buffer, n);
+    }
+    PyObject *object = PyBytes_FromStringAndSize(NULL, n);
+    if (object == NULL)
+        return NULL;
+    char *out = PyBytes_AS_STRING(object);
+    for (Py_ssize_t i = 0; i < n; i++)
+        out[i] = (char)lower((unsigned char)name[i]);
+    return object;
+}
+
+typedef struct {
+    const char *name;
+    Py_ssize_t name_len;
+    const char *value;
+    Py_ssize_t value_len;
+} field_span;
+
+/* Connection tokens (RFC 9110 section 7.6.1) as llhttp acts on them. Returns 0 when the
+ * value is one the fast path leaves to llhttp: an "upgrade" token, an empty element, or an
+ * element that is not a single token. */
+static int
+read_connection(const char *v, Py_ssize_t n, int *close, int *keep_alive)
+{
+    Py_ssize_t i = 0;
+    for (;;) {
+        while (i < n && (v[i] == ' ' || v[i] == '\t'))
+            i++;
+        Py_ssize_t token = i;
+        while (i < n && (char_class[(unsigned char)v[i]] & C_TCHAR))
+            i++;
+        Py_ssize_t token_len = i - token;
+        while (i < n && (v[i] == ' ' || v[i] == '\t'))
+            i++;
+        if (token_len == 0 || (i < n && v[i] != ','))
+            return 0;
+        if (equals_lower(v + token, token_len, "close", 5))
+            *close = 1;
+        else if (equals_lower(v + token, token_len, "keep-alive", 10))
+            *keep_alive = 1;
+        else if (equals_lower(v + token, token_len, "upgrade", 7))
+            return 0;
+        if (i == n)
+            return 1;
+        i++; /* the comma */
+    }
+}
+
+/* reg-name [":" *DIGIT], reg-name of unreserved characters only (a subset of what
+ * H1Parser._check_host allows; the rest declines and is checked there). */
+static int
+plain_host(const char *v, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    while (i < n && (char_class[(unsigned char)v[i]] & C_HOST))
+        i++;
+    if (i == 0)
+        return 0;
+    if (i == n)
+        return 1;
+    if (v[i] != ':')
+        return 0;
+    for (i++; i < n; i++)
+        if (v[i] < '0' || v[i] > '9')
+            return 0;
+    return 1;
+}
+
+static int
+contains_trailers(const char *v, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i + 8 <= n; i++)
+        if (equals_lower(v + i, 8, "trailers", 8))
+            return 1;
+    return 0;
+}
+
+static PyObject *
+build_result(Py_ssize_t end, PyObject *method, const char *target, Py_ssize_t target_len,
+             Py_ssize_t query_at, field_span *fields, Py_ssize_t count, PyObject *version,
+             int keep_alive, int expect_continue, long long content_length,
+             int accepts_trailers)
+{
+    PyObject *result = PyTuple_New(10);
+    if (result == NULL)
+        return NULL;
+    PyObject *headers = PyList_New(count);
+    if (headers == NULL)
+        goto fail;
+    PyTuple_SET_ITEM(result, 4, headers);
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *name = name_object(fields[k].name, fields[k].name_len);
+        if (name == NULL)
+            goto fail;
+        PyObject *value = PyBytes_FromStringAndSize(fields[k].value, fields[k].value_len);
+        if (value == NULL) {
+            Py_DECREF(name);
+            goto fail;
+        }
+        PyObject *pair = PyTuple_New(2);
+        if (pair == NULL) {
+            Py_DECREF(name);
+            Py_DECREF(value);
+            goto fail;
+        }
+        PyTuple_SET_ITEM(pair, 0, name);
+        PyTuple_SET_ITEM(pair, 1, value);
+        PyList_SET_ITEM(headers, k, pair);
+    }
+    PyObject *item = PyLong_FromSsize_t(end);
+    if (item == NULL)
+        goto fail;
+    PyTuple_SET_ITEM(result, 0, item);
+    Py_INCREF(method);
+    PyTuple_SET_ITEM(result, 1, method);
+    Py_ssize_t path_len = query_at < 0 ? target_len : query_at;
+    item = PyBytes_FromStringAndSize(target, path_len);
+    if (item == NULL)
+        goto fail;
+    PyTuple_SET_ITEM(result, 2, item);
+    if (query_at < 0)
+        item = PyBytes_FromStringAndSize("", 0);
+    else
+        item = PyBytes_FromStringAndSize(target + query_at + 1, target_len - query_at - 1);
+    if (item == NULL)
+        goto fail;
+    PyTuple_SET_ITEM(result, 3, item);
+    Py_INCREF(version);
+    PyTuple_SET_ITEM(result, 5, version);
+    item = keep_alive ? Py_True : Py_False;
+    Py_INCREF(item);
+    PyTuple_SET_ITEM(result, 6, item);
+    item = expect_continue ? Py_True : Py_False;
+    Py_INCREF(item);
+    PyTuple_SET_ITEM(result, 7, item);
+    if (content_length < 0) {
+        Py_INCREF(Py_None);
+        item = Py_None;
+    } else {
+        item = PyLong_FromLongLong(content_length);
+        if (item == NULL)
+            goto fail;
+    }
+    PyTuple_SET_ITEM(result, 8, item);
+    item = accepts_trailers ? Py_True : Py_False;
+    Py_INCREF(item);
+    PyTuple_SET_ITEM(result, 9, item);
+    return result;
+fail:
+    Py_DECREF(result);  /* unset items are NULL, which tuple and list deallocation skip */
+    return NULL;
+}
+
+#define DECLINE Py_RETURN_NONE
+
+PyDoc_STRVAR(parse_head_doc,
+"parse_head(data, start, target_limit, fields_limit, field_size_limit, head_size_limit,\n"
+"           body_limit, /)\n"
+"--\n\n"
+"Read the request head at data[start:]: a tuple of what on_request takes, or None when\n"
+"the head is incomplete or outside the fast path's subset (llhttp reads it then).\n"
+"body_limit is -1 for no limit.");
+
+static PyObject *
+parse_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "parse_head() takes exactly 7 arguments");
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "parse_head() needs bytes");
+        return NULL;
+    }
+    Py_ssize_t limit[6];
+    for (int k = 0; k < 6; k++) {
+        limit[k] = PyLong_AsSsize_t(args[k + 1]);
+        if (limit[k] == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    Py_ssize_t start = limit[0], target_limit = limit[1], fields_limit = limit[2];
+    Py_ssize_t field_size_limit = limit[3], head_size_limit = limit[4];
+    Py_ssize_t body_limit = limit[5];
+
+    const char *buffer = PyBytes_AS_STRING(args[0]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    if (start < 0 || start >= size)
+        DECLINE;
+    const char *p = buffer + start;
+    Py_ssize_t window = size - start;
+    if (head_size_limit >= 0 && window > head_size_limit + SEARCH_SLACK)
+        window = head_size_limit + SEARCH_SLACK;
+    const char *head_end = memmem(p, (size_t)window, "\r\n\r\n", 4);
+    if (head_end == NULL)
+        DECLINE;
+    /* Every line below ends at a CRLF at or before head_end + 2; the blank line follows. */
+    const char *stop = head_end + 2;
+
+    /* Request line: METHOD SP origin-form SP HTTP/1.x CRLF */
+    PyObject *method = NULL;
+    for (size_t k = 0; k < N_METHODS; k++) {
+        size_t n = strlen(method_names[k]);
+        if (p + n < stop && memcmp(p, method_names[k], n) == 0 && p[n] == ' ') {
+            method = method_objects[k];
+            p += n + 1;
+            break;
+        }
+    }
+    if (method == NULL || *p != '/')
+        DECLINE;
+    const char *target = p;
+    Py_ssize_t query_at = -1;
+    while (p < stop && (char_class[(unsigned char)*p] & C_TARGET)) {
+        if (*p == '?' && query_at < 0)
+            query_at = p - target;
+        p++;
+    }
+    Py_ssize_t target_len = p - target;
+    if (target_len > target_limit || stop - p < 11 || *p != ' ')
+        DECLINE;
+    p++;
+    PyObject *version;
+    if (memcmp(p, "HTTP/1.1\r\n", 10) == 0)
+        version = version_11;
+    else if (memcmp(p, "HTTP/1.0\r\n", 10) == 0)
+        version = version_10;
+    else
+        DECLINE;
+    p += 10;
+
+    field_span fields[MAX_FAST_FIELDS];
+    Py_ssize_t count = 0, head_size = target_len;
+    int hosts = 0, close = 0, keep_alive_token = 0, expect_continue = 0;
+    int accepts_trailers = 0, content_types = 0, authorizations = 0;
+    long long content_length = -1;
+    const char *host = NULL;
+    Py_ssize_t host_len = 0;
+    while (p < stop) {
+        /* name ":" OWS value OWS CRLF */
+        const char *name = p;
+        while (char_class[(unsigned char)*p] & C_TCHAR)
+            p++;
+        Py_ssize_t name_len = p - name;
+        if (name_len == 0 || *p != ':')
+            DECLINE;  /* obs-fold, whitespace before ':', a stray CR or LF, a non-token */
+        p++;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        const char *value = p;
+        while (char_class[(unsigned char)*p] & C_VALUE)
+            p++;
+        if (p[0] != '\r' || p[1] != '\n')
+            DECLINE;
+        const char *value_end = p;
+        while (value_end > value && (value_end[-1] == ' ' || value_end[-1] == '\t'))
+            value_end--;
+        Py_ssize_t value_len = value_end - value;
+        p += 2;
+        if (count == fields_limit || count == MAX_FAST_FIELDS
+            || name_len + value_len > field_size_limit)
+            DECLINE;
+        head_size += name_len + value_len + 4;
+        fields[count].name = name;
+        fields[count].name_len = name_len;
+        fields[count].value = value;
+        fields[count].value_len = value_len;
+        count++;
+
+        switch (name_len) {
+        case 2:
+            if (equals_lower(name, 2, "te", 2))
+                accepts_trailers = contains_trailers(value, value_len);
+            break;
+        case 4:
+            if (equals_lower(name, 4, "host", 4)) {
+                hosts++;
+                host = value;
+                host_len = value_len;
+            }
+            break;
+        case 6:
+            if (equals_lower(name, 6, "expect", 6))
+                expect_continue = equals_lower(value, value_len, "100-continue", 12);
+            break;
+        case 7:
+            if (equals_lower(name, 7, "upgrade", 7))
+                DECLINE;
+            break;
+        case 10:
+            if (equals_lower(name, 10, "connection", 10)
+                && !read_connection(value, value_len, &close, &keep_alive_token))
+                DECLINE;
+            break;
+        case 12:
+            if (equals_lower(name, 12, "content-type", 12) && ++content_types > 1)
+                DECLINE;
+            break;
+        case 13:
+            if (equals_lower(name, 13, "authorization", 13) && ++authorizations > 1)
+                DECLINE;
+            break;
+        case 14:
+            if (equals_lower(name, 14, "content-length", 14)) {
+                if (content_length >= 0 || value_len == 0 || value_len > 15)
+                    DECLINE;
+                long long n = 0;
+                for (Py_ssize_t i = 0; i < value_len; i++) {
+                    if (value[i] < '0' || value[i] > '9')
+                        DECLINE;
+                    n = n * 10 + (value[i] - '0');
+                }
+                content_length = n;
+            }
+            break;
+        case 16:
+            if (equals_lower(name, 16, "proxy-connection", 16))
+                DECLINE;
+            break;
+        case 17:
+            if (equals_lower(name, 17, "transfer-encoding", 17))
+                DECLINE;
+            break;
+        }
+    }
+    if (head_size > head_size_limit)
+        DECLINE;
+    if (body_limit >= 0 && content_length > body_limit)
+        DECLINE;
+    /* Both tokens: llhttp's answer differs by version; not worth a fast path. */
+    if (close && keep_alive_token)
+        DECLINE;
+    int keep_alive;
+    if (version == version_11) {
+        if (hosts != 1)
+            DECLINE;
+        keep_alive = !close;
+    } else {
+        if (hosts > 1)
+            DECLINE;
+        keep_alive = keep_alive_token;
+        expect_continue = 0;  /* RFC 9110 section 10.1.1 */
+    }
+    if (hosts && !plain_host(host, host_len))
+        DECLINE;
+    return build_result(stop + 2 - buffer, method, target, target_len, query_at, fields, count,
+                        version, keep_alive, expect_continue, content_length,
+                        accepts_trailers);
+}
+
+static PyMethodDef methods[] = {
+    {"parse_head", (PyCFunction)(void (*)(void))parse_head, METH_FASTCALL, parse_head_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    "pier.proto._h1head",
+    "The HTTP/1.1 request-head fast path (see parse_head).",
+    -1,
+    methods,
+};
+
+PyMODINIT_FUNC
+PyInit__h1head(void)
+{
+    init_char_classes();
+    for (size_t k = 0; k < N_COMMON; k++) {
+        common_name_objects[k] = PyBytes_FromString(common_names[k]);
+        if (common_name_objects[k] == NULL)
+            return NULL;
+    }
+    for (size_t k = 0; k < N_METHODS; k++) {
+        method_objects[k] = PyUnicode_InternFromString(method_names[k]);
+        if (method_objects[k] == NULL)
+            return NULL;
+    }
+    version_11 = PyUnicode_InternFromString("1.1");
+    version_10 = PyUnicode_InternFromString("1.0");
+    if (version_11 == NULL || version_10 == NULL)
+        return NULL;
+    return PyModule_Create(&module_def);
+}
