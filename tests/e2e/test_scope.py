@@ -11,6 +11,7 @@ is not part of it); RFC 9110 section 5.3 (field order and repeated fields are ke
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from pier.types import Receive, Scope, Send
@@ -132,6 +133,21 @@ def test_client_and_server_addresses() -> None:
     assert tuple(scope["client"]) == (client_host, client_port)
     assert tuple(scope["server"]) == ("127.0.0.1", server.port)
     assert isinstance(scope["client"][1], int)
+
+
+def test_server_address_on_a_wildcard_listener_is_the_connections_own() -> None:
+    # A listener on 0.0.0.0 accepts on every local address: scope["server"] is the one
+    # this connection came in on, never the wildcard (pier reads the listening address
+    # once only when it is a single address, io/server.py shared_address).
+    recorder = Recorder()
+    with running_server(recorder.app, host="0.0.0.0") as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: pier.test\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:60]
+    assert tuple(recorder.scopes[0]["server"]) == ("127.0.0.1", server.port)
 
 
 def test_extensions_advertise_trailers_and_pathsend() -> None:

@@ -24,7 +24,7 @@ import asyncio
 import enum
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from pier.asgi.http import HTTPCycle
 from pier.asgi.proxy import TrustedHosts, apply_proxy_headers, has_proxy_headers, trusts_peer
@@ -159,20 +159,29 @@ class H1Connection(FlowControl, asyncio.Protocol):
     # asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Once per connection, so spelled for a connection-per-request load (issue 13,
+        # docs/performance.md): no typing.cast call (a Python function), the write
+        # limit positional, the trust cache and the deadline inline.
         # uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = transport = cast(asyncio.Transport, transport)
+        self.transport = transport  # type: ignore[assignment]
         ctx = self.ctx
         ctx.connections.add(self)
         ctx.total_connections += 1
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        self.info = info = connection_info(transport, root_path=ctx.root_path)
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER)  # type: ignore[attr-defined]
+        self.info = info = connection_info(transport, ctx)
         self._sniff = ctx.h2_limits is not None and info.scheme == "http"
         proxy = ctx.proxy
-        if proxy is not None and trusts_peer(proxy, info.client):
-            self._proxy = proxy
+        if proxy is not None:
+            # trusts_peer() with TrustedHosts' cache read inline (as apply_proxy_headers
+            # does): two Python calls fewer per connection.
+            client = info.client
+            trusted = proxy._cache.get(client[0] if client else None)
+            if trusted if trusted is not None else trusts_peer(proxy, client):
+                self._proxy = proxy
         # A connection accepted just as shutdown began is still served: its request
         # is answered with "Connection: close" (keep-alive is off while shutting down).
-        self._set_deadline(_IDLE, min(ctx.timeout_keep_alive, ctx.timeout_request_header))
+        self._wait = _IDLE
+        self.deadline = self.loop.time() + ctx.first_wait
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -692,25 +701,33 @@ class H1Handshake:
         return len(plain_body(reason))
 
 
-def connection_info(transport: asyncio.BaseTransport, *, root_path: str) -> ConnectionInfo:
+def connection_info(transport: asyncio.BaseTransport, ctx: ServerContext) -> ConnectionInfo:
+    """What the scopes of every request on this connection share (once per connection)."""
     peer = transport.get_extra_info("peername")
-    sock = transport.get_extra_info("sockname")
-    client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and peer else None
-    server: tuple[str, int | None] | None
-    if isinstance(sock, tuple) and sock:
-        server = (str(sock[0]), int(sock[1]))
-    elif isinstance(sock, str) and sock:
-        server = (sock, None)
-    else:
-        server = None
+    if type(peer) is tuple and len(peer) == 2:  # IPv4: (host, port) as the scope wants it
+        client: tuple[str, int] | None = peer
+    elif isinstance(peer, tuple) and peer:  # IPv6: (host, port, flowinfo, scope_id)
+        client = (str(peer[0]), int(peer[1]))
+    else:  # a Unix socket's peer has no address
+        client = None
+    server: tuple[str, int | None] | None = ctx.server_address
+    if server is None:
+        sock = transport.get_extra_info("sockname")
+        if isinstance(sock, tuple) and sock:
+            server = (str(sock[0]), int(sock[1]))
+        elif isinstance(sock, str) and sock:
+            server = (sock, None)
+    if not ctx.tls:
+        # Positional: keyword arguments to a dataclass cost ~2.5k instructions more.
+        return ConnectionInfo(client, server, "http", ctx.root_path, ctx.raw_root_path, None)
     # issue 5: TLS sets the scheme and the ASGI "tls" extension, once per connection.
     ssl_object = transport.get_extra_info("ssl_object")
     extensions = None if ssl_object is None else {"tls": tls_extension(ssl_object)}
     return ConnectionInfo(
-        client=client,
-        server=server,
-        scheme="http" if ssl_object is None else "https",
-        root_path=root_path,
-        raw_root_path=root_path.encode("utf-8"),
-        extensions=extensions,
+        client,
+        server,
+        "http" if ssl_object is None else "https",
+        ctx.root_path,
+        ctx.raw_root_path,
+        extensions,
     )

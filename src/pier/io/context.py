@@ -57,6 +57,12 @@ class ServerContext:
     # "ASGI", or "WSGI" for an app served through pier.wsgi: named in the error lines.
     app_interface: str = "ASGI"
     root_path: str = ""
+    # issue 13: what every connection's ConnectionInfo shares, worked out once per server
+    # instead of once per connection. tls: connections are TLS (the ssl_object lookup is
+    # made); server_address: the address every accepted connection has as its own, when
+    # that is known from the listening socket (io/server.py), else None (looked up).
+    tls: bool = False
+    server_address: tuple[str, int] | None = None
     timeout_keep_alive: float = 5.0
     timeout_request_header: float = 10.0
     # --timeout-send, --timeout-response-start (io/lifecycle.py); None: no limit.
@@ -89,9 +95,15 @@ class ServerContext:
     on_idle: Callable[[], None] | None = None
     # Starts an app's Task on this loop (io/tasks.py), the same way for every protocol.
     start_task: Callable[[Any], asyncio.Task[None]] = field(init=False)
+    raw_root_path: bytes = field(init=False)
+    # A new connection's first deadline: idle, or its first request head, whichever is
+    # shorter (io/connection.py connection_made).
+    first_wait: float = field(init=False)
 
     def __post_init__(self) -> None:
         self.start_task = task_starter(self.loop, fresh_context=self.reset_contextvars)
+        self.raw_root_path = self.root_path.encode("utf-8")
+        self.first_wait = min(self.timeout_keep_alive, self.timeout_request_header)
 
     def over_capacity(self) -> bool:
         # Counts requests in flight (app tasks), not connections: idle keep-alive

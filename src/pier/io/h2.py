@@ -423,7 +423,7 @@ class H2Connection(FlowControl, asyncio.Protocol):
         ctx = self.ctx
         ctx.connections.add(self)
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        self.info = connection_info(transport, root_path=ctx.root_path)
+        self.info = connection_info(transport, ctx)
         if ctx.debug:
             logger.debug("Connection from %s %s", self.info.peer, debug_line)
         if self._upgrade is not None:
