@@ -268,8 +268,7 @@ def test_server_window_of_8_bits_is_accepted_and_messages_go_out_uncompressed() 
                                     b"permessage-deflate; server_max_window_bits=8")]))
     assert handshake.extensions_header is not None
     assert b"server_max_window_bits=8" in handshake.extensions_header
-    conn.send_text("a" * 1000)
-    [(opcode, payload, _, rsv1)] = parse_server_frames(conn.data_to_send()[0])
+    [(opcode, payload, _, rsv1)] = parse_server_frames(conn.message_frame("a" * 1000))
     assert (opcode, rsv1, payload) == (1, 0, b"a" * 1000)
 
 
@@ -284,8 +283,7 @@ def test_compressed_messages_are_inflated_and_replies_compressed(feed) -> None: 
     conn = connection(offer=b"permessage-deflate")
     text = "compress me " * 100
     assert feed(conn, frame(1, deflate(text.encode()), rsv=4)) == [Message(text)]
-    conn.send_text(text)
-    [(opcode, payload, fin, rsv1)] = parse_server_frames(conn.data_to_send()[0])
+    [(opcode, payload, fin, rsv1)] = parse_server_frames(conn.message_frame(text))
     assert (opcode, fin, rsv1) == (1, True, 1)
     assert len(payload) < len(text) // 5
     assert zlib.decompressobj(wbits=-15).decompress(payload + b"\x00\x00\xff\xff") == (
@@ -401,11 +399,23 @@ def test_a_whole_frame_over_max_size_is_still_1009() -> None:
 
 def test_outgoing_messages_are_unmasked_single_frames() -> None:
     conn = connection()
-    conn.send_text("hi")
-    conn.send_bytes(b"\x01" * 70000)
-    data, eof = conn.data_to_send()
-    assert not eof
-    assert parse_server_frames(data) == [(1, b"hi", True, 0), (2, b"\x01" * 70000, True, 0)]
+    sizes = [0, 1, 125, 126, 65535, 65536]  # each length encoding and its edges
+    data = b"".join(conn.message_frame("é" * (n // 2) + "a" * (n % 2)) for n in sizes)
+    data += b"".join(conn.message_frame(b"\x01" * n) for n in sizes)
+    assert parse_server_frames(data) == (
+        [(1, ("é" * (n // 2) + "a" * (n % 2)).encode(), True, 0) for n in sizes]
+        + [(2, b"\x01" * n, True, 0) for n in sizes]
+    )
+    assert conn.data_to_send() == (b"", False)  # written at once, nothing left queued
+
+
+def test_a_message_goes_out_after_the_frames_queued_before_it() -> None:
+    conn = connection()
+    assert conn.receive_data(frame(9, b"ping!")) == [Ping(b"ping!")]
+    conn.send_pong(b"ping!")  # the glue's answer, queued in the protocol core
+    assert parse_server_frames(conn.message_frame("after")) == [
+        (10, b"ping!", True, 0), (1, b"after", True, 0)]
+    assert parse_server_frames(conn.message_frame("next")) == [(1, b"next", True, 0)]
 
 
 # --- bad frames (RFC 6455 section 5) ---------------------------------------------------

@@ -41,6 +41,10 @@ from pier.types import ASGIApp, Message, Scope
 logger = logging.getLogger("pier.error")
 
 __all__ = [
+    "PHASE_CLOSED",
+    "PHASE_DENIAL_BODY",
+    "PHASE_HANDSHAKE",
+    "PHASE_OPEN",
     "Phase",
     "WebSocketDisconnected",
     "WebSocketSession",
@@ -59,6 +63,12 @@ class Phase(enum.IntEnum):
     OPEN = 2  # accepted; expects websocket.send or websocket.close
     CLOSED = 3  # the app closed (or finished its denial): nothing more may be sent
 
+
+# On Python 3.11 `Phase.OPEN` costs ~1,100 instructions (the enum class's __getattr__
+# path), a module global ~50; send() and the glue test the phase on every message.
+PHASE_HANDSHAKE, PHASE_DENIAL_BODY, PHASE_OPEN, PHASE_CLOSED = (
+    Phase.HANDSHAKE, Phase.DENIAL_BODY, Phase.OPEN, Phase.CLOSED
+)
 
 _EXPECTS = {
     Phase.HANDSHAKE: "'websocket.accept', 'websocket.close' or"
@@ -114,12 +124,13 @@ class WebSocketSession(Wakeup):
         "_connect_pending",
         "_disconnect_delivered",
         "_queue",
-        "_queued_bytes",
+        "backlogged",
         "close_code",
         "close_reason",
         "disconnected",
         "error",
         "phase",
+        "queued_bytes",
         "scope",
         "started_at",
         "status",
@@ -129,7 +140,7 @@ class WebSocketSession(Wakeup):
     def __init__(self, scope: Scope, stream: WebSocketStream) -> None:
         self.scope = scope
         self.stream = stream
-        self.phase = Phase.HANDSHAKE
+        self.phase = PHASE_HANDSHAKE
         self.disconnected = False
         self.close_code = CLOSE_ABNORMAL
         self.close_reason = ""
@@ -141,7 +152,11 @@ class WebSocketSession(Wakeup):
         # The first ASGIProtocolError send() raised, for run_websocket_app's log line.
         self.error: ASGIProtocolError | None = None
         self._queue: deque[str | bytes] = deque()
-        self._queued_bytes = 0
+        # Characters or bytes of the messages queued.
+        self.queued_bytes = 0
+        # The glue stopped reading because the queue is full (rule 4): receive() tells
+        # it when the app has taken a message.
+        self.backlogged = False
         self._waiter: asyncio.Future[None] | None = None
 
     # Fed by the protocol glue ----------------------------------------------------------
@@ -150,14 +165,17 @@ class WebSocketSession(Wakeup):
     def queued(self) -> int:
         return len(self._queue)
 
-    @property
-    def queued_bytes(self) -> int:
-        return self._queued_bytes
-
-    def feed_message(self, data: str | bytes) -> None:
-        self._queue.append(data)
-        self._queued_bytes += len(data)
-        self._wake()
+    def feed_message(self, data: str | bytes) -> int:
+        """Queue a message for receive(); returns how many are queued now."""
+        queue = self._queue
+        queue.append(data)
+        self.queued_bytes += len(data)
+        waiter = self._waiter  # self._wake(), inlined: this runs for every message
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        return len(queue)
 
     def feed_disconnect(self, code: int, reason: str = "") -> None:
         """The connection is over (closing handshake done, failed, or TCP lost)."""
@@ -172,14 +190,15 @@ class WebSocketSession(Wakeup):
     async def receive(self) -> Message:
         if self._connect_pending:
             self._connect_pending = False
-            if self.phase is Phase.HANDSHAKE:
+            if self.phase is PHASE_HANDSHAKE:
                 return {"type": "websocket.connect"}
         while True:
             queue = self._queue
             if queue:
                 data = queue.popleft()
-                self._queued_bytes -= len(data)
-                self.stream.want_messages(self)
+                self.queued_bytes -= len(data)
+                if self.backlogged:
+                    self.stream.want_messages(self)
                 if type(data) is str:
                     return {"type": "websocket.receive", "text": data}
                 return {"type": "websocket.receive", "bytes": data}
@@ -209,30 +228,38 @@ class WebSocketSession(Wakeup):
             ) from None
         phase = self.phase
         if kind == "websocket.send":
-            if phase is not Phase.OPEN:
+            if phase is not PHASE_OPEN:
                 raise self._unexpected(kind)
-            self._check_open()
-            try:
-                payload = _payload(message)
-            except ASGIProtocolError as exc:
-                raise self._broken(str(exc)) from None
-            self.stream.send_data(self, payload)
-            if self.stream.write_paused:
-                await self.stream.drain()
+            if self.disconnected:
+                self._check_open()
+            # The common message (exactly one of text and bytes, of the plain type)
+            # is checked here; _payload() says what is wrong with any other.
+            payload = message.get("text")
+            if type(payload) is not str or message.get("bytes") is not None:
+                payload = message.get("bytes")
+                if type(payload) is not bytes or message.get("text") is not None:
+                    try:
+                        payload = _payload(message)
+                    except ASGIProtocolError as exc:
+                        raise self._broken(str(exc)) from None
+            stream = self.stream
+            stream.send_data(self, payload)
+            if stream.write_paused:
+                await stream.drain()
                 self._check_open()
         elif kind == "websocket.close":
-            if self.disconnected and phase is not Phase.DENIAL_BODY:
-                self.phase = Phase.CLOSED
+            if self.disconnected and phase is not PHASE_DENIAL_BODY:
+                self.phase = PHASE_CLOSED
                 return  # nobody left to tell (rule 3)
-            if phase is Phase.OPEN:
+            if phase is PHASE_OPEN:
                 code = message.get("code", CLOSE_NORMAL)
                 reason = message.get("reason") or ""
                 problem = self.stream.check_close(code, reason)
                 if problem is not None:
                     raise self._broken(f"websocket.close: {problem}")
-                self.phase = Phase.CLOSED
+                self.phase = PHASE_CLOSED
                 self.stream.close(self, code, reason)
-            elif phase is Phase.HANDSHAKE:
+            elif phase is PHASE_HANDSHAKE:
                 # ASGI: a close before accept refuses the handshake with 403.
                 reason = message.get("reason") or ""
                 self._deny(403, [(b"content-type", b"text/plain; charset=utf-8")],
@@ -240,7 +267,7 @@ class WebSocketSession(Wakeup):
             else:
                 raise self._unexpected(kind)
         elif kind == "websocket.accept":
-            if phase is not Phase.HANDSHAKE:
+            if phase is not PHASE_HANDSHAKE:
                 raise self._unexpected(kind)
             self._check_open()
             subprotocol = message.get("subprotocol")
@@ -261,9 +288,9 @@ class WebSocketSession(Wakeup):
                 self.status = self.stream.accept(self, subprotocol, message.get("headers") or ())
             except ValueError as exc:
                 raise self._broken(str(exc)) from None
-            self.phase = Phase.OPEN
+            self.phase = PHASE_OPEN
         elif kind == "websocket.http.response.start":
-            if phase is not Phase.HANDSHAKE:
+            if phase is not PHASE_HANDSHAKE:
                 raise self._unexpected(kind)
             self._check_open()
             status = message.get("status")
@@ -273,13 +300,13 @@ class WebSocketSession(Wakeup):
                     f" (such as 403), got {status!r}"
                 )
             self.status = status
-            self.phase = Phase.DENIAL_BODY
+            self.phase = PHASE_DENIAL_BODY
             try:
                 self.stream.deny_start(self, status, message.get("headers") or ())
             except ValueError as exc:
                 raise self._broken(str(exc)) from None
         elif kind == "websocket.http.response.body":
-            if phase is not Phase.DENIAL_BODY:
+            if phase is not PHASE_DENIAL_BODY:
                 raise self._unexpected(kind)
             self._check_open()
             body = message.get("body", b"")
@@ -290,7 +317,7 @@ class WebSocketSession(Wakeup):
                 )
             more = bool(message.get("more_body", False))
             if not more:
-                self.phase = Phase.CLOSED
+                self.phase = PHASE_CLOSED
             try:
                 self.stream.deny_body(self, bytes(body), more)
             except ValueError as exc:
@@ -303,7 +330,7 @@ class WebSocketSession(Wakeup):
 
     def _deny(self, status: int, headers: Any, body: bytes, *, more: bool) -> None:
         self.status = status
-        self.phase = Phase.CLOSED
+        self.phase = PHASE_CLOSED
         self.stream.deny_start(self, status, headers)
         self.stream.deny_body(self, body, more)
 
@@ -319,7 +346,7 @@ class WebSocketSession(Wakeup):
         error = ASGIProtocolError(text)
         if self.error is None:
             self.error = error
-        self.phase = Phase.CLOSED
+        self.phase = PHASE_CLOSED
         self.stream.fail(self)
         return error
 
@@ -358,7 +385,7 @@ def _payload(message: Message) -> str | bytes:
         raise ASGIProtocolError(
             f"websocket.send 'text' must be a str, got {type(text).__name__}"
         )
-    return text
+    return text if type(text) is str else str(text)  # a str subclass: plain str
 
 
 class SessionSink(Protocol):
@@ -446,7 +473,7 @@ def _returned_early(session: WebSocketSession, app_name: str) -> bool:
     if session.disconnected:
         return False
     path = session.scope["path"]
-    if session.phase is Phase.HANDSHAKE:
+    if session.phase is PHASE_HANDSHAKE:
         logger.error(
             "The ASGI app returned without answering the WebSocket handshake for %s"
             " (expected 'websocket.accept', 'websocket.close' or"
@@ -455,7 +482,7 @@ def _returned_early(session: WebSocketSession, app_name: str) -> bool:
             app_name,
         )
         return True
-    if session.phase is Phase.DENIAL_BODY:
+    if session.phase is PHASE_DENIAL_BODY:
         logger.error(
             "The ASGI app returned before finishing its denial response for WebSocket"
             " %s (the last 'websocket.http.response.body' must have more_body=False;"

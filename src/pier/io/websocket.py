@@ -33,7 +33,8 @@ from typing import Any, Protocol, cast
 
 from pier.asgi.scope import ConnectionInfo, websocket_scope
 from pier.asgi.websocket import (
-    Phase,
+    PHASE_CLOSED,
+    PHASE_HANDSHAKE,
     WebSocketDisconnected,
     WebSocketSession,
     run_websocket_app,
@@ -126,6 +127,8 @@ class WSProtocol(FlowControl, asyncio.Protocol):
         "_eof_sent",
         "_handshake",
         "_handshake_timer",
+        "_max_queue",
+        "_max_queued_bytes",
         "_ping_handle",
         "_ping_payload",
         "_pings",
@@ -178,6 +181,9 @@ class WSProtocol(FlowControl, asyncio.Protocol):
         self._pings = 0
         self._pong_owed: bytes | None = None
         self._denial_head: tuple[int, Any] | None = None
+        # Queued incoming messages that pause reading (rule 3), by count and by size.
+        self._max_queue = settings.max_queue
+        self._max_queued_bytes = settings.max_size or 1 << 62
 
     def deadline_passed(self) -> None:
         """Never due: the sweep passes this connection by (see `deadline`)."""
@@ -283,8 +289,12 @@ class WSProtocol(FlowControl, asyncio.Protocol):
             if len(self._early) > _EARLY_DATA:
                 self._pause_reading()
             return
-        self._handle(ws.receive_data(data))
-        self._flush()
+        message = ws.read_message(data)
+        if message is None:
+            self._handle(ws.receive_frames(data))
+            self._flush()
+        else:
+            self._on_message(message)  # nothing to write: no _flush()
 
     def eof_received(self) -> bool | None:
         ws = self.ws
@@ -307,14 +317,7 @@ class WSProtocol(FlowControl, asyncio.Protocol):
         for event in events:
             kind = type(event)
             if kind is proto.Message:
-                if session.phase is Phase.CLOSED or self._app_done:
-                    continue  # nobody will receive it; keep reading to see the close
-                session.feed_message(cast(proto.Message, event).data)
-                if (
-                    session.queued >= self.settings.max_queue
-                    or session.queued_bytes >= (self.settings.max_size or 1 << 62)
-                ):
-                    self._pause_reading()
+                self._on_message(cast(proto.Message, event).data)
             elif kind is proto.Ping:
                 payload = cast(proto.Ping, event).data
                 if self.write_paused:
@@ -339,6 +342,18 @@ class WSProtocol(FlowControl, asyncio.Protocol):
                     )
                 session.feed_disconnect(failed.code, failed.reason)
                 self._arm_close_timer()
+
+    def _on_message(self, data: str | bytes) -> None:
+        session = self.session
+        assert session is not None
+        if session.phase is PHASE_CLOSED or self._app_done:
+            return  # nobody will receive it; keep reading to see the close
+        if (
+            session.feed_message(data) >= self._max_queue
+            or session.queued_bytes >= self._max_queued_bytes
+        ):
+            session.backlogged = True
+            self._pause_reading()
 
     def _flush(self) -> None:
         ws = self.ws
@@ -410,17 +425,17 @@ class WSProtocol(FlowControl, asyncio.Protocol):
         ws = self.ws
         if ws is None or not ws.open or self.closed:
             raise WebSocketDisconnected("the WebSocket is closing")
-        if type(data) is str:
-            try:
-                ws.send_text(data)
-            except UnicodeEncodeError as exc:
-                raise ValueError(
-                    f"websocket.send 'text' is not encodable as UTF-8 ({exc.reason} at"
-                    f" index {exc.start})"
-                ) from None
-        else:
-            ws.send_bytes(cast(bytes, data))
-        self._flush()
+        try:
+            frame = ws.message_frame(data)
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"websocket.send 'text' is not encodable as UTF-8 ({exc.reason} at"
+                f" index {exc.start})"
+            ) from None
+        self.transport.write(frame)
+        metrics = self.ctx.metrics
+        if metrics is not None:  # issue 12
+            metrics.sent += len(frame)
 
     def close(self, session: WebSocketSession, code: int, reason: str) -> None:
         ws = self.ws
@@ -435,11 +450,11 @@ class WSProtocol(FlowControl, asyncio.Protocol):
 
     def want_messages(self, session: WebSocketSession) -> None:
         if (
-            self._read_paused
-            and self.ws is not None
-            and session.queued < self.settings.max_queue
-            and session.queued_bytes < (self.settings.max_size or 1 << 62)
+            self.ws is not None
+            and session.queued < self._max_queue
+            and session.queued_bytes < self._max_queued_bytes
         ):
+            session.backlogged = False
             self._resume_reading()
 
     # SessionSink (called by run_websocket_app) -------------------------------------------
@@ -484,7 +499,7 @@ class WSProtocol(FlowControl, asyncio.Protocol):
     def _on_handshake_timeout(self) -> None:
         self._handshake_timer = None
         session = self.session
-        if self.closed or session is None or session.phase is not Phase.HANDSHAKE:
+        if self.closed or session is None or session.phase is not PHASE_HANDSHAKE:
             return
         logger.warning(
             "The ASGI app did not answer the WebSocket handshake for %s within %ss"

@@ -3,7 +3,10 @@
 Rules:
 1. No asyncio, no sockets, no clocks here. `negotiate()` checks an upgrade request and
    agrees the extensions; `WSConnection.receive_data(bytes)` returns the events the bytes
-   completed; `send_*()` queue frames; `data_to_send()` hands out what to write.
+   completed (the glue asks `read_message()` first: the one whole message of a plain
+   read, or None, then `receive_frames()`); `message_frame()` returns the bytes of an
+   outgoing message to write now; control frames (`send_ping()`, `send_pong()`,
+   `close()`, `fail()`) are queued and `data_to_send()` hands them out.
 2. The frame layer is the `websockets` library's sans-I/O core (`ServerProtocol`), not
    wsproto. Why: its masking runs in C, it counts the size of a fragmented message across
    frames and bounds permessage-deflate decompression by what is left of that size (a
@@ -434,7 +437,7 @@ class _Core(ServerProtocol):
         self._parts: list[Any] = []
         self._text = False
         # Is websockets' parser at the start of a frame with nothing buffered? Only
-        # then may WSConnection read a frame itself (see _whole_message).
+        # then may WSConnection read a frame itself (see WSConnection.read_message).
         self.at_frame_start = True
         # Only for a text message in several frames: carries a split character over.
         self._decoder: Any = None
@@ -492,29 +495,92 @@ class _Core(ServerProtocol):
 
 
 class WSConnection:
-    """One accepted WebSocket connection, server side."""
+    """One accepted WebSocket connection, server side.
 
-    __slots__ = ("_core", "_failure_reported")
+    With no extension negotiated, the commonest read (one whole data frame) and every
+    outgoing message bypass websockets' core (`read_message`, `message_frame`); the
+    core stays the one authority for everything else, and `open` and the fast-read flag
+    are re-read from it after every call into it, which is the only way its state
+    changes.
+    """
+
+    __slots__ = ("_core", "_failure_reported", "_max_size", "_plain", "_read_plain", "open")
 
     def __init__(self, handshake: ServerHandshake, *, max_size: int | None) -> None:
         self._core = _Core(extensions=handshake.extensions, max_size=max_size)
         self._failure_reported = False
+        self._max_size = max_size
+        self._plain = not handshake.extensions
+        # Data may still be sent (no close frame sent or received).
+        self.open = True
+        # May read_message() read the next frame itself? (see _sync)
+        self._read_plain = self._plain
+
+    def _sync(self) -> None:
+        """Re-read what the fast paths depend on after a call into the core."""
+        core = self._core
+        self.open = core.state is OPEN
+        self._read_plain = (
+            self._plain
+            and self.open
+            and core.at_frame_start
+            and core.current_size is None
+            and not core.reader.eof
+        )
 
     # Input -----------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[WSEvent]:
+        """The events `data` completes."""
+        message = self.read_message(data)
+        if message is not None:
+            return [Message(message)]
+        return self.receive_frames(data)
+
+    def read_message(self, data: bytes) -> str | bytes | None:
+        """The message in `data` if it is exactly one whole, valid data frame, else None
+        (then give `data` to receive_frames).
+
+        The common read on an open connection with no extension: one small masked final
+        text or binary frame. Reading it here skips websockets' generator-driven parser (a
+        Frame object, three reads from its buffer, an Opcode enum call, the state checks),
+        which cost ~30k instructions of an ~80k echo. Anything else returns None and goes
+        to that parser, which also owns every error: a missing mask, RSV bits, a control
+        or continuation frame, an oversize or invalid UTF-8 message, a partial or second
+        frame. Only asked at a frame boundary with nothing buffered (`_read_plain`).
+        """
+        if not self._read_plain:
+            return None
+        size = len(data)
+        if size < 6:
+            return None
+        head = data[0]
+        if head not in (0x81, 0x82):  # FIN, no RSV bits, text or binary
+            return None
+        length = data[1] ^ 0x80  # the mask bit must be set: a client frame
+        if length < 126:
+            start = 6
+        elif length == 126 and size >= 8:
+            length = (data[2] << 8) | data[3]
+            start = 8
+        else:
+            return None  # no mask, or a 64-bit length: the parser's case
+        max_size = self._max_size
+        if size != start + length or (max_size is not None and length > max_size):
+            return None
+        payload = apply_mask(data[start:], data[start - 4 : start])
+        if head == 0x82:
+            return payload
+        try:
+            return payload.decode()
+        except UnicodeDecodeError:
+            return None  # the parser closes with 1007 and says why
+
+    def receive_frames(self, data: bytes) -> list[WSEvent]:
+        """The events `data` completes, read by websockets' parser."""
         core = self._core
         if core.reader.eof:
             return []
-        if (
-            core.at_frame_start
-            and core.current_size is None
-            and not core.extensions
-            and core.state is OPEN
-        ):
-            message = _whole_message(data, core.max_message_size)
-            if message is not None:
-                return [message]
         core.at_frame_start = False
         core.receive_data(data)
         return self._events()
@@ -525,6 +591,7 @@ class WSConnection:
 
     def _events(self) -> list[WSEvent]:
         core = self._core
+        self._sync()
         core.events.clear()  # websockets' own frame events; ours are in core.out
         events, core.out = core.out, []
         exc = core.parser_exc
@@ -540,20 +607,25 @@ class WSConnection:
 
     # Output ----------------------------------------------------------------------------
 
-    def send_text(self, text: str) -> None:
-        data = text.encode("utf-8")
-        core = self._core
-        if core.extensions or core.state is not OPEN:
-            core.send_text(data)
+    def message_frame(self, data: str | bytes) -> bytes:
+        """What to write now for one outgoing message: whatever was queued, then the
+        message, whole (one final frame). The connection must be open. Raises
+        UnicodeEncodeError for text that UTF-8 cannot encode (lone surrogates)."""
+        if isinstance(data, bytes):
+            payload, head, heads = data, 0x82, _BINARY_HEADS
         else:
-            core.writes.append(_unmasked_frame(0x81, data))
-
-    def send_bytes(self, data: bytes) -> None:
+            payload, head, heads = data.encode(), 0x81, _TEXT_HEADS
         core = self._core
-        if core.extensions or core.state is not OPEN:
-            core.send_binary(data)
+        if self._plain and not core.writes:
+            length = len(payload)
+            if length < 126:
+                return heads[length] + payload
+            return _unmasked_frame(head, payload)
+        if head == 0x81:
+            core.send_text(payload)
         else:
-            core.writes.append(_unmasked_frame(0x82, data))
+            core.send_binary(payload)
+        return b"".join(core.data_to_send())
 
     def send_ping(self, data: bytes) -> None:
         self._core.send_ping(data)
@@ -566,6 +638,7 @@ class WSConnection:
         """Start the closing handshake; a no-op once it has started."""
         if self._core.state is OPEN:
             self._core.send_close(code, reason)
+            self._sync()
 
     def fail(self, code: int, reason: str = "") -> None:
         """Fail the connection: a close frame if none was sent yet, then end of stream."""
@@ -573,6 +646,7 @@ class WSConnection:
         if core.state is State.CLOSED or core.eof_sent:
             return
         core.fail(code, reason)
+        self._sync()
 
     def data_to_send(self) -> tuple[bytes, bool]:
         """(bytes to write, whether to end the stream after them)."""
@@ -585,50 +659,9 @@ class WSConnection:
     # State -----------------------------------------------------------------------------
 
     @property
-    def open(self) -> bool:
-        """Data may still be sent (no close frame sent or received)."""
-        return self._core.state is OPEN
-
-    @property
     def close_sent(self) -> tuple[int, str] | None:
         close = self._core.close_sent
         return None if close is None else (int(close.code), close.reason)
-
-
-def _whole_message(data: bytes, max_size: int | None) -> Message | None:
-    """The message in `data` if it is exactly one whole, valid data frame, else None.
-
-    The common read on an open connection with no extension: one small masked final
-    text or binary frame. Reading it here skips websockets' generator-driven parser (a
-    Frame object, three reads from its buffer, an Opcode enum call, the state checks),
-    which cost ~30k instructions of an ~80k echo. Anything else returns None and goes to
-    that parser, which also owns every error: a missing mask, RSV bits, a control or
-    continuation frame, an oversize or invalid UTF-8 message, a partial or second
-    frame. The caller asks only at a frame boundary with nothing buffered.
-    """
-    size = len(data)
-    if size < 6:
-        return None
-    head = data[0]
-    if head not in (0x81, 0x82):  # FIN, no RSV bits, text or binary
-        return None
-    length = data[1] ^ 0x80  # the mask bit must be set: a client frame
-    if length < 126:
-        start = 6
-    elif length == 126 and size >= 8:
-        length = (data[2] << 8) | data[3]
-        start = 8
-    else:
-        return None  # no mask, or a 64-bit length: the parser's case
-    if size != start + length or (max_size is not None and length > max_size):
-        return None
-    payload = apply_mask(data[start:], data[start - 4 : start])
-    if head == 0x82:
-        return Message(payload)
-    try:
-        return Message(_utf8_decode(payload, "strict", True)[0])
-    except UnicodeDecodeError:
-        return None  # the parser closes with 1007 and says why
 
 
 def _unmasked_frame(head: int, data: bytes) -> bytes:
@@ -650,6 +683,10 @@ def _unmasked_frame(head: int, data: bytes) -> bytes:
 
 _HEAD_16 = struct.Struct("!BBH")
 _HEAD_64 = struct.Struct("!BBQ")
+# The two header bytes of every short final frame, by payload length: an index
+# instead of building them (~1,200 instructions a message).
+_TEXT_HEADS = [bytes((0x81, length)) for length in range(126)]
+_BINARY_HEADS = [bytes((0x82, length)) for length in range(126)]
 
 
 def _describe(exc: BaseException) -> str:
