@@ -216,14 +216,32 @@ def run_soak(servers: list[ServerSpec], settings: Settings, seconds: int) -> dic
 # --- output ---------------------------------------------------------------------------
 
 
+def _previous_run() -> dict[str, Any]:
+    """The last growth run's figures, when there is one whose parts this run keeps."""
+    path = harness.RESULTS / "growth.json"
+    if not path.exists():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text())
+    for part in ("curve", "soak"):  # written before parts could be run alone
+        data.setdefault(f"{part}_measured", {"started": data["started"],
+                                             "pier_revision": data["pier_revision"]})
+        data.setdefault(f"{part}_settings", data["settings"])
+    return data
+
+
 def to_json(
     curve: dict[int, dict[str, Outcome]], soak: dict[str, Any], settings: Settings,
     started: datetime.datetime,
 ) -> dict[str, Any]:
+    measured = {"started": started.isoformat(timespec="seconds"),
+                "pier_revision": pier_revision()}
     return {
-        "started": started.isoformat(timespec="seconds"),
-        "pier_revision": pier_revision(),
+        **measured,
         "settings": settings.describe(),
+        "curve_measured": measured,
+        "curve_settings": settings.describe(),
+        "soak_measured": measured,
+        "soak_settings": settings.describe(),
         "curve": {
             str(count): {
                 name: {
@@ -241,7 +259,7 @@ def to_json(
 
 
 def _curve_value(data: dict[str, Any], count: str, server: str, key: str) -> float | None:
-    entry = data["curve"][count].get(server)
+    entry = data["curve"].get(count, {}).get(server)
     if entry is None or entry["status"] != "ok":
         return None
     value = entry["median"].get(key)
@@ -249,19 +267,26 @@ def _curve_value(data: dict[str, Any], count: str, server: str, key: str) -> flo
 
 
 def to_markdown(data: dict[str, Any], servers: list[str]) -> str:
-    settings = data["settings"]
+    settings = data.get("curve_settings", data["settings"])
     counts = list(data["curve"])
     soak_seconds = max(
         (entry["seconds"] for entry in data["soak"].values() if entry["status"] == "ok"),
         default=0,
     )
     short = settings["quick"] or settings["rounds"] < 3 or soak_seconds < 600
+    curve_at = data.get("curve_measured", data)
+    soak_at = data.get("soak_measured", data)
+    if curve_at == soak_at:
+        when = f"Measured {curve_at['started']}, pier revision {curve_at['pier_revision']}"
+    else:
+        when = (f"The curve measured {curve_at['started']} (pier revision "
+                f"{curve_at['pier_revision']}), the soak {soak_at['started']} (pier revision "
+                f"{soak_at['pier_revision']})")
     out = [
         BEGIN,
         "## How cost grows",
         "",
-        f"Measured {data['started']}, pier revision {data['pier_revision']}, by "
-        "`bench/run --growth` (bench/growth.py): the concurrency curve "
+        f"{when}, by `bench/run --growth` (bench/growth.py): the concurrency curve "
         f"({settings['rounds']} round(s) of {settings['duration_s']} s per point) and "
         "the soak.",
     ]
@@ -283,6 +308,11 @@ def to_markdown(data: dict[str, Any], servers: list[str]) -> str:
         "",
         "### Hello at rising concurrency",
         "",
+    ]
+    if not counts:
+        out += ["Not measured yet: `bench/run --growth --growth-part curve`.", ""]
+        counts = ["-"]  # one empty column keeps the tables below well-formed
+    out += [
         "Server CPU per request (us; lower is better), median of rounds:",
         "",
         "| server | " + " | ".join(f"{c} conns" for c in counts) + f" | {counts[-1]} vs "
@@ -380,8 +410,9 @@ def plot(data: dict[str, Any], servers: list[str], path: Path) -> None:
     rss_axes.set_ylim(bottom=0, top=rss_axes.get_ylim()[1] * 1.15)
     rss_axes.grid(True, alpha=0.3)
     rss_axes.legend()
+    settings = data.get("curve_settings", data["settings"])
     title = "pier and peers: cost against load"
-    if data["settings"]["quick"] or data["settings"]["rounds"] < 3:
+    if settings["quick"] or settings["rounds"] < 3:
         title += " (short run: indicative only)"
     figure.suptitle(title)
     figure.tight_layout()
@@ -406,12 +437,22 @@ def kept_section(document: str) -> str | None:
 
 
 def run_growth(
-    servers: list[ServerSpec], settings: Settings, *, soak_seconds: int, write_docs: bool
+    servers: list[ServerSpec], settings: Settings, *, soak_seconds: int, write_docs: bool,
+    part: str = "both",
 ) -> int:
     started = datetime.datetime.now().astimezone()
-    curve = run_curve(servers, settings, CONNECTIONS)
-    soak = run_soak(servers, settings, soak_seconds)
-    data = to_json(curve, soak, settings, started)
+    previous = _previous_run() if part != "both" else {}
+    data = to_json(
+        run_curve(servers, settings, CONNECTIONS) if part != "soak" else {},
+        run_soak(servers, settings, soak_seconds) if part != "curve" else {},
+        settings, started,
+    )
+    for kept in ("curve", "soak"):
+        if part not in ("both", kept) and kept in previous:
+            # This run took the other part: this one is the last run's, with its date.
+            data[kept] = previous[kept]
+            data[f"{kept}_measured"] = previous[f"{kept}_measured"]
+            data[f"{kept}_settings"] = previous[f"{kept}_settings"]
     harness.RESULTS.mkdir(exist_ok=True)
     (harness.RESULTS / "growth.json").write_text(json.dumps(data, indent=2) + "\n")
     names = [spec.name for spec in servers]

@@ -86,6 +86,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "docs/benchmarks.md and docs/benchmarks-growth.png",
     )
     parser.add_argument(
+        "--growth-part",
+        choices=("both", "curve", "soak"),
+        default="both",
+        help="with --growth, run only the concurrency curve or only the soak; the other "
+        "part is kept from the last run (bench/results/growth.json), so a long soak and a "
+        "curve wanting a quiet machine can be taken at different times",
+    )
+    parser.add_argument(
         "--soak-seconds",
         type=int,
         help="length of the soak per server (default 600, quick 120)",
@@ -240,6 +248,7 @@ def run_benchmarks(args: argparse.Namespace) -> int:
             settings,
             soak_seconds=args.soak_seconds or (120 if args.quick else 600),
             write_docs=not args.no_docs,
+            part=args.growth_part,
         )
     complete = len(servers) == len(SERVERS) and len(scenarios) == len(SCENARIOS)
     started = datetime.datetime.now().astimezone()
