@@ -110,6 +110,7 @@ def soak_once(spec: ServerSpec, settings: Settings, seconds: int) -> dict[str, A
     """One server, two workers, mixed load for `seconds`; RSS sampled every 10 s."""
     port = harness.free_port()
     launch = Launch(app=SOAK_APP, port=port, workers=SOAK_WORKERS)
+    harness.LOGS.mkdir(parents=True, exist_ok=True)  # the curve, which makes it, may not run
     log = harness.LOGS / f"soak-{spec.name}.log"
     client_log = harness.LOGS / f"soak-{spec.name}.client.log"
     with harness.running(spec, launch, settings, log) as process:
