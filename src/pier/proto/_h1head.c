@@ -472,6 +472,10 @@ static struct PyModuleDef module_def = {
     "The HTTP/1.1 request-head fast path (see parse_head).",
     -1,
     methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 PyMODINIT_FUNC
