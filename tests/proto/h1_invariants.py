@@ -8,14 +8,19 @@ hypothesis properties (tests/proto/test_h1_properties.py) and the atheris target
    first may depend on where a read ends).
 3. A refusal is final: the parser is dead after it and says nothing more.
 4. No request is read after one that closes the connection.
+
+And `check_native_agrees`, for the native head fast path (proto/h1.py rule 6): a head
+`parse_head` accepts is the request llhttp alone reads from it, and an H1Parser that
+uses the fast path tells its handler exactly what one without it tells, whole and cut.
 """
 
 from __future__ import annotations
 
 from itertools import pairwise
 
+from pier.proto import h1
 from pier.proto.events import BadRequest, Body, EventRecorder, Request, Upgrade
-from pier.proto.h1 import H1Parser
+from pier.proto.h1 import H1Parser, ParseHead
 from pier.proto.limits import Limits
 
 LIMITS = Limits(head_size=4096, fields=20, field_size=1024, request_line=1024, body=65536)
@@ -23,8 +28,20 @@ UPGRADES = frozenset({b"websocket"})
 
 
 def parse(pieces: list[bytes]) -> tuple[list[object], H1Parser]:
+    """The events of an H1Parser fed `pieces` (native fast path as h1.parse_head says)."""
+    return recorded(pieces, h1.parse_head)
+
+
+def recorded(pieces: list[bytes], native: ParseHead | None, limits: Limits = LIMITS
+             ) -> tuple[list[object], H1Parser]:
+    """parse(), with the native fast path `native` (None: llhttp alone)."""
     recorder = EventRecorder(UPGRADES)
-    parser = H1Parser(LIMITS, recorder)
+    saved = h1.parse_head
+    h1.parse_head = native
+    try:
+        parser = H1Parser(limits, recorder)
+    finally:
+        h1.parse_head = saved
     for index, piece in enumerate(pieces):
         parser.receive_data(piece)  # invariant 1: nothing may escape
         events = recorder.events
@@ -66,3 +83,23 @@ def check_invariants(data: bytes, points: list[int]) -> list[object]:
         if isinstance(event, Request) and not event.keep_alive:  # 4
             assert not any(isinstance(e, Request) for e in whole[index + 1 :]), whole
     return expected
+
+
+def native_limits(limits: Limits) -> tuple[int, int, int, int, int]:
+    """parse_head's limit arguments, as H1Parser passes them."""
+    body = -1 if limits.body is None else limits.body
+    return limits.request_line, limits.fields, limits.field_size, limits.head_size, body
+
+
+def check_native_agrees(native: ParseHead, data: bytes, points: list[int]) -> None:
+    head = native(data, 0, *native_limits(LIMITS))
+    llhttp = recorded([data], None)[0]
+    if head is not None:
+        end, *values = head
+        length = values[7]
+        alone = recorded([data[:end]], None)[0]
+        assert not any(isinstance(e, BadRequest) for e in alone), (data, alone)
+        assert alone[0] == Request(*values[:7], None, length, bool(length), values[8]), data
+        assert llhttp[0] == alone[0], data
+    assert recorded([data], native)[0] == llhttp, data
+    assert merged(recorded(cut(data, points), native)[0]) == merged(llhttp), (data, points)

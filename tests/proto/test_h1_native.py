@@ -29,7 +29,13 @@ from pier.proto.events import BadRequest, Body, EndOfMessage, EventRecorder, Req
 from pier.proto.h1 import H1Parser
 from pier.proto.limits import Limits
 from tests.helpers import NOT_BUILT, native_parse_head
-from tests.proto.h1_invariants import LIMITS, cut, merged
+from tests.proto.h1_invariants import (
+    LIMITS,
+    check_native_agrees,
+    merged,
+    native_limits,
+    recorded,
+)
 
 NATIVE = native_parse_head()
 pytestmark = pytest.mark.skipif(NATIVE is None, reason=NOT_BUILT)
@@ -47,20 +53,12 @@ def parser(native: bool, limits: Limits = LIMITS) -> tuple[H1Parser, EventRecord
 
 
 def events(pieces: list[bytes], native: bool, limits: Limits = LIMITS) -> list[object]:
-    p, recorder = parser(native, limits)
-    for piece in pieces:
-        p.receive_data(piece)
-    return list(recorder.events)
+    return recorded(pieces, NATIVE if native else None, limits)[0]
 
 
 def accepts(data: bytes, limits: Limits = LIMITS) -> bool:
     assert NATIVE is not None
-    return NATIVE(data, 0, *_limits(limits)) is not None
-
-
-def _limits(limits: Limits) -> tuple[int, int, int, int, int]:
-    body = -1 if limits.body is None else limits.body
-    return limits.request_line, limits.fields, limits.field_size, limits.head_size, body
+    return NATIVE(data, 0, *native_limits(limits)) is not None
 
 
 def get(path: bytes, *fields: bytes) -> bytes:
@@ -312,17 +310,7 @@ def heads(draw: st.DrawFn) -> bytes:
        max_size=4))
 def test_the_fast_path_says_exactly_what_llhttp_says(data: bytes, points: list[int]) -> None:
     assert NATIVE is not None
-    head = NATIVE(data, 0, *_limits(LIMITS))
-    llhttp = events([data], native=False)
-    if head is not None:
-        end, *values = head
-        length = values[7]
-        alone = events([data[:end]], native=False)
-        assert not any(isinstance(e, BadRequest) for e in alone), (data, alone)
-        assert alone[0] == Request(*values[:7], None, length, bool(length), values[8]), data
-        assert llhttp[0] == alone[0]
-    assert events([data], native=True) == llhttp, data
-    assert merged(events(cut(data, points), native=True)) == merged(llhttp), (data, points)
+    check_native_agrees(NATIVE, data, points)
 
 
 # --- real clients' heads -------------------------------------------------------------

@@ -256,24 +256,34 @@ class H1Parser:
                         break  # not for the fast path: llhttp reads from here
                     (end, method, raw_path, query, headers, version, keep_alive, expect,
                      length, trailers) = head
-                    self._keep_alive = keep_alive
-                    self._on_request(
-                        method, raw_path, query, headers, version, keep_alive, expect, None,
-                        length, bool(length), trailers,
-                    )
                     if length:
+                        self._on_request(
+                            method, raw_path, query, headers, version, keep_alive, expect,
+                            None, length, True, trailers,
+                        )
                         if self._dead:
                             return  # the handler closed the connection
                         pos = end + length
                         if pos > size:
+                            # The body goes on in later reads.
+                            self._keep_alive = keep_alive
                             self._body_left = pos - size
                             if end < size:
                                 self._on_body(data[end:])
                             return
                         self._on_body(data[end:pos])
                     else:
+                        self._on_request(
+                            method, raw_path, query, headers, version, keep_alive, expect,
+                            None, length, False, trailers,
+                        )
                         pos = end
-                    if not self._end_message():
+                    # As _end_message, inline: this runs once per request.
+                    if self._dead:
+                        return
+                    self._on_end()
+                    if not keep_alive:
+                        self._dead = True  # RFC 9112 section 9.6
                         return
                 else:
                     return
