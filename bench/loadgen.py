@@ -237,6 +237,11 @@ class EchoProtocol(asyncio.Protocol):
             if opcode in (0x0, 0x1, 0x2) and first & 0x80:
                 self.counter.messages += 1
                 transport.write(self.frame)
+            elif opcode == 0x9:
+                # RFC 6455 section 5.5.2: a Ping is answered with its payload; a server
+                # with a keep-alive ping (uvicorn's and pier's default 20 s) closes a
+                # connection that does not answer, which cut the soak's echo short.
+                transport.write(ws_client_frame(bytes(buffer[end - length : end]), opcode=0xA))
             elif opcode == 0x8:
                 self.counter.errors.append("server closed the WebSocket")
                 transport.close()
