@@ -215,7 +215,11 @@ class WebSocketSession(Wakeup):
                     "code": self.close_code,
                     "reason": self.close_reason,
                 }
-            await self._wait()
+            # self._wait(), inlined: one coroutine object fewer per message.
+            waiter = self._waiter
+            if waiter is None:
+                waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter
 
     # The app's send() ------------------------------------------------------------------
 
