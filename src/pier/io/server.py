@@ -24,6 +24,7 @@ import ssl
 import threading
 from collections.abc import Callable
 from email.utils import formatdate
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pier.asgi.lifespan import Lifespan, command_line_option
@@ -557,11 +558,8 @@ def connection_factory(
     would be a datagram endpoint beside these, with its own factory.
     """
     # --log-level debug and --metrics-bind: subclasses that log / count per connection.
-    h1_class = h1_connection_class(ctx)
-
-    def h1() -> asyncio.Protocol:
-        return h1_class(ctx)
-
+    # A partial, not a closure: called per connection, and it makes no Python frame.
+    h1: Callable[[], asyncio.Protocol] = partial(h1_connection_class(ctx), ctx)
     limits = ctx.h2_limits
     if limits is None:
         return h1
