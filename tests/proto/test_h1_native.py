@@ -231,9 +231,21 @@ ODD = st.sampled_from([b"\x00", b"\x7f", b"\x80", b"\xff", b"\r", b"\n", b"\t", 
                        b",", b'"', b"\x0b"])
 
 
+def once_in(draws: int) -> st.SearchStrategy[bool]:
+    """True about once in `draws`: mid-list, since hypothesis draws a list's ends more often."""
+    return st.sampled_from([False] * (draws // 2) + [True] + [False] * (draws - 1 - draws // 2))
+
+
+def rarely(common: st.SearchStrategy[bytes], rare: st.SearchStrategy[bytes],
+           one_in: int = 8) -> st.SearchStrategy[bytes]:
+    """`common`, and about once in `one_in` draws `rare`: most heads stay plausible, so
+    that the fast path takes a fair share of them (~30%) and the property bites."""
+    return once_in(one_in).flatmap(lambda pick: rare if pick else common)
+
+
 def odd(text: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
     """Mostly `text`, sometimes with one odd byte put in."""
-    return st.one_of(text, st.tuples(text, ODD, st.integers(0, 64)).map(
+    return rarely(text, st.tuples(text, ODD, st.integers(0, 64)).map(
         lambda t: t[0][: t[2]] + t[1] + t[0][t[2] :]))
 
 
@@ -246,66 +258,70 @@ def recase(word: bytes) -> st.SearchStrategy[bytes]:
 TOKEN = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_!#$%&'*+.^`|~",
                 min_size=1, max_size=12).map(str.encode)
 TEXT = st.text("".join(map(chr, range(0x20, 0x7F))) + "\t", max_size=40).map(str.encode)
+# (name, values the fast path may take, values it must decline or llhttp refuses)
 NAMED = st.sampled_from([
-    (b"host", [b"h", b"example.test:8000", b"", b"a b", b"[::1]:80", b"h:", b"h%2e",
-               b"H.Test", b"x_y~z"]),
-    (b"connection", [b"close", b"keep-alive", b"Keep-Alive, close", b"upgrade", b"te, close",
-                     b"closed", b"xclose", b",close,", b"keep-alive,,"]),
-    (b"content-length", [b"0", b"5", b"05", b"+5", b"5 ", b" 5", b"5,5", b"", b"1" * 16,
-                         b"99999", b"0x5"]),
-    (b"transfer-encoding", [b"chunked"]),
-    (b"te", [b"trailers", b"gzip, trailers", b"TRAILERS", b"deflate"]),
-    (b"expect", [b"100-continue", b"100-Continue", b"101-continue", b""]),
-    (b"content-type", [b"text/plain"]),
-    (b"authorization", [b"Basic eA=="]),
-    (b"upgrade", [b"websocket"]),
-    (b"proxy-connection", [b"close"]),
-    (b"keep-alive", [b"timeout=5"]),
+    (b"host", [b"h", b"example.test:8000", b"h:", b"H.Test", b"x_y~z"],
+     [b"", b"a b", b"[::1]:80", b"h%2e"]),
+    (b"connection", [b"close", b"keep-alive", b"te, close", b"closed", b"xclose", b",close,",
+                     b"keep-alive,,"], [b"upgrade", b"Keep-Alive, close"]),
+    (b"content-length", [b"0", b"5", b"05", b"99999"],
+     [b"+5", b"5 5", b"5,5", b"", b"1" * 16, b"0x5"]),
+    (b"te", [b"trailers", b"gzip, trailers", b"TRAILERS", b"deflate"], []),
+    (b"expect", [b"100-continue", b"100-Continue", b"101-continue", b""], []),
+    (b"content-type", [b"text/plain"], []),
+    (b"authorization", [b"Basic eA=="], []),
+    (b"keep-alive", [b"timeout=5"], []),
 ])
+DECLINED = st.sampled_from([b"Transfer-Encoding: chunked", b"Upgrade: websocket",
+                            b"Proxy-Connection: close"])
 
 
 @st.composite
 def fields(draw: st.DrawFn) -> bytes:
+    if draw(once_in(20)):
+        return draw(DECLINED)
     if draw(st.booleans()):
-        name, values = draw(NAMED)
+        name, good, bad = draw(NAMED)
         name = draw(recase(name))
-        value = draw(st.one_of(st.sampled_from(values), odd(TEXT)))
+        value = draw(rarely(st.sampled_from(good), st.sampled_from([*good, *bad]), 3))
+        value = draw(rarely(st.just(value), odd(TEXT), 10))
     else:
         name = draw(odd(TOKEN))
-        value = draw(st.one_of(odd(TEXT), st.just(b"v" * 1100)))
-        if not draw(st.integers(0, 15)):
+        value = draw(rarely(odd(TEXT), st.just(b"v" * 1100), 30))
+        if draw(once_in(30)):
             return b" " + value  # obs-fold
-    colon = draw(st.sampled_from([b": ", b":", b":\t", b": ", b" :", b":  "]))
+    colon = draw(rarely(st.sampled_from([b": ", b":", b":\t", b":  "]), st.just(b" :"), 20))
     trail = draw(st.sampled_from([b"", b"", b" ", b"\t"]))
     return name + colon + value + trail
 
 
-METHODS = st.sampled_from([b"GET", b"GET", b"POST", b"PUT", b"HEAD", b"DELETE", b"PATCH",
-                           b"OPTIONS", b"TRACE", b"CONNECT", b"get", b"PROPFIND"])
-TARGETS = st.one_of(
+METHODS = rarely(
+    st.sampled_from([b"GET", b"GET", b"POST", b"PUT", b"HEAD", b"DELETE", b"PATCH",
+                     b"OPTIONS", b"TRACE"]),
+    st.sampled_from([b"CONNECT", b"get", b"PROPFIND", b""]), 10)
+TARGETS = rarely(
     st.text("abcdefghijklmnopqrstuvwxyz0123456789/-._~%!$&'()*+,;=:@?", max_size=30).map(
         lambda t: b"/" + t.encode()),
-    odd(st.just(b"/p/q?x=1&y=2")), st.sampled_from([b"*", b"http://h/x", b"h:443", b""]),
-    st.just(b"/" + b"a" * 1030),
-)
-VERSIONS = st.sampled_from([b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/1.2",
-                            b"HTTP/2.0", b"http/1.1", b"HTTP/1.1 "])
+    st.one_of(odd(st.just(b"/p/q?x=1&y=2")),
+              st.sampled_from([b"*", b"http://h/x", b"h:443", b"", b"/" + b"a" * 1030])), 6)
+VERSIONS = rarely(st.sampled_from([b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0"]),
+                  st.sampled_from([b"HTTP/1.2", b"HTTP/2.0", b"http/1.1", b"HTTP/1.1 "]), 10)
 
 
 @st.composite
 def heads(draw: st.DrawFn) -> bytes:
-    sp = draw(st.sampled_from([b" ", b" ", b" ", b" ", b"  ", b"\t"]))
+    sp = draw(rarely(st.just(b" "), st.sampled_from([b"  ", b"\t"]), 15))
     lines = [draw(METHODS) + sp + draw(TARGETS) + b" " + draw(VERSIONS)]
-    if draw(st.integers(0, 9)):
+    if not draw(once_in(10)):
         lines.append(b"Host: " + draw(st.sampled_from([b"h", b"example.test:8000"])))
     lines += draw(st.lists(fields(), max_size=6))
     lines = [lines[0], *draw(st.permutations(lines[1:]))]
-    eol = draw(st.sampled_from([b"\r\n"] * 10 + [b"\n", b"\r"]))
+    eol = draw(rarely(st.just(b"\r\n"), st.sampled_from([b"\n", b"\r"]), 20))
     body = draw(st.binary(max_size=24))
     return eol.join(lines) + eol + eol + body
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(heads(), min_size=1, max_size=3).map(b"".join), st.lists(st.integers(0, 600),
        max_size=4))
 def test_the_fast_path_says_exactly_what_llhttp_says(data: bytes, points: list[int]) -> None:
