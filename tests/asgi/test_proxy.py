@@ -12,10 +12,12 @@ right-most untrusted address.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from pier.asgi import proxy
 from pier.asgi.proxy import TrustedHosts, apply_proxy_headers, has_proxy_headers
 from pier.errors import ConfigError
 
@@ -422,12 +424,22 @@ def test_non_string_entry_is_refused() -> None:
         TrustedHosts(["127.0.0.1", 5])  # type: ignore[list-item]
 
 
+@pytest.mark.parametrize("check", [has_proxy_headers, proxy._has_proxy_headers],
+                         ids=["served", "python"])
 @pytest.mark.parametrize(
     "name", [b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"]
 )
-def test_the_per_request_check_sees_every_proxy_header(name: bytes) -> None:
+def test_the_per_request_check_sees_every_proxy_header(
+    name: bytes, check: Callable[[list[tuple[bytes, bytes]]], bool]
+) -> None:
     # The connection skips apply_proxy_headers when this says no: a header it missed
     # would let a request through unrewritten.
     headers = [(b"host", b"example.com"), (name, b"203.0.113.7"), (b"accept", b"*/*")]
-    assert has_proxy_headers(headers)
-    assert not has_proxy_headers([(b"host", b"example.com"), (b"x-forwarded", b"x")])
+    assert check(headers)
+    assert not check([(b"host", b"example.com"), (b"x-forwarded", b"x")])
+    assert not check([])
+
+
+def test_the_check_served_is_the_c_one_where_it_is_built() -> None:
+    # ~1.2k instructions less per request from a trusted peer (127.0.0.1 by default).
+    assert has_proxy_headers is not proxy._has_proxy_headers

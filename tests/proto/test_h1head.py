@@ -310,3 +310,14 @@ def test_generated_heads_mostly_take_the_fast_path() -> None:
              for name in (b"Accept", b"X-Custom", b"Cookie", b"If-None-Match")]
     assert all(check_contract(data) for data in plain)
     assert not any(isinstance(e, BadRequest) for e in through_llhttp(b"".join(plain)))
+
+
+def test_has_any_name_reads_names_only_and_refuses_other_shapes() -> None:
+    from pier.proto._h1head import has_any_name
+
+    names = frozenset({b"forwarded"})
+    assert has_any_name(names, [(b"a", b"forwarded"), (b"forwarded", b"")])
+    assert not has_any_name(names, [(b"a", b"forwarded")])
+    for bad in ([(b"forwarded",)], [b"forwarded"], ((b"forwarded", b""),)):
+        with pytest.raises(TypeError):
+            has_any_name(names, bad)  # type: ignore[arg-type]

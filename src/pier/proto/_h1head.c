@@ -461,8 +461,41 @@ parse_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         accepts_trailers);
 }
 
+PyDoc_STRVAR(has_any_name_doc,
+"has_any_name(names, headers, /)\n"
+"--\n\n"
+"Is the name of any (name, value) pair in the list `headers` in the frozenset `names`?\n"
+"(names first, for functools.partial.)");
+
+/* The proxy-header check runs on every request from a trusted peer (127.0.0.1 is trusted
+ * by default): this loop costs ~2.7k instructions in Python for three headers. */
+static PyObject *
+has_any_name(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyFrozenSet_Check(args[0]) || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "has_any_name() takes a frozenset and a list");
+        return NULL;
+    }
+    PyObject *headers = args[1];
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(headers); k++) {
+        PyObject *pair = PyList_GET_ITEM(headers, k);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "headers must be (name, value) tuples");
+            return NULL;
+        }
+        int found = PySet_Contains(args[0], PyTuple_GET_ITEM(pair, 0));
+        if (found < 0)
+            return NULL;
+        if (found)
+            Py_RETURN_TRUE;
+    }
+    Py_RETURN_FALSE;
+}
+
 static PyMethodDef methods[] = {
     {"parse_head", (PyCFunction)(void (*)(void))parse_head, METH_FASTCALL, parse_head_doc},
+    {"has_any_name", (PyCFunction)(void (*)(void))has_any_name, METH_FASTCALL,
+     has_any_name_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -24,3 +24,6 @@ def parse_head(
     ]
     | None
 ): ...
+
+
+def has_any_name(names: frozenset[bytes], headers: list[tuple[bytes, bytes]], /) -> bool: ...
