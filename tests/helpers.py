@@ -11,7 +11,6 @@ Two ways, both real servers on real sockets:
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import re
 import signal
@@ -23,10 +22,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pier
 from pier.io.server import loop_factory
+from pier.proto import native
 from pier.proto.h1 import ParseHead
 
 START_TIMEOUT = 10.0
@@ -36,12 +36,8 @@ NOT_BUILT = "pier.proto._h1head is not built (no C compiler where pier was insta
 def native_parse_head() -> ParseHead | None:
     """The native request-head parser (proto/h1.py rule 6) if it was built, whatever
     PIER_NATIVE says."""
-    try:
-        module = importlib.import_module("pier.proto._h1head")
-    except ImportError:
-        return None
-    parse: ParseHead = module.parse_head
-    return parse
+    module = native.load(honour_switch=False)
+    return None if module is None else cast(ParseHead, module.parse_head)
 
 
 LISTENING = re.compile(r"Listening on (http|https)://(\S+):(\d+)")

@@ -321,3 +321,16 @@ def test_has_any_name_reads_names_only_and_refuses_other_shapes() -> None:
     for bad in ([(b"forwarded",)], [b"forwarded"], ((b"forwarded", b""),)):
         with pytest.raises(TypeError):
             has_any_name(names, bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["0", "false", "Off", "no"])
+def test_pier_native_switches_both_c_paths_off(value: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    probe = ("from pier.proto import h1; from pier.asgi import proxy;"
+             " print(h1.parse_head is None, proxy.has_proxy_headers is proxy._has_proxy_headers)")
+    out = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PIER_NATIVE": value},
+                         capture_output=True, text=True, check=True, timeout=30).stdout
+    assert out.split() == ["True", "True"]

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import os
 import re
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 from pier.errors import ConfigError
+from pier.proto import native
 
 __all__ = ["TrustedHosts", "apply_proxy_headers"]
 
@@ -367,21 +367,14 @@ def _has_proxy_headers(headers: list[tuple[bytes, bytes]]) -> bool:
     return False
 
 
-def _native_has_proxy_headers() -> Callable[[list[tuple[bytes, bytes]]], bool] | None:
-    if os.environ.get("PIER_NATIVE", "1") == "0":
-        return None
-    try:
-        from pier.proto._h1head import has_any_name
-    except ImportError:
-        return None  # not built: the Python loop above
-    # One request from a trusted peer (127.0.0.1 is trusted by default), three headers:
-    # ~2.7k instructions in Python, ~0.3k through the partial and C.
-    return functools.partial(has_any_name, _PROXY_HEADERS)
-
-
 # Does the request carry any header apply_proxy_headers reads? (_has_proxy_headers)
+# From a trusted peer (127.0.0.1 is trusted by default), three headers: ~2.7k
+# instructions in Python, ~1.4k through the partial and pier's C module.
+_native = native.load()
 has_proxy_headers: Callable[[list[tuple[bytes, bytes]]], bool] = (
-    _native_has_proxy_headers() or _has_proxy_headers
+    _has_proxy_headers
+    if _native is None
+    else functools.partial(_native.has_any_name, _PROXY_HEADERS)
 )
 
 

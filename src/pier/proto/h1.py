@@ -34,13 +34,12 @@ Rules:
    differentially); anything else (incomplete heads, chunked bodies, upgrades, any
    odd byte) goes to llhttp as above, which stays in charge until a message ends.
    llhttp is created when a connection first needs it. `PIER_NATIVE=0` in the
-   environment (read at import) or `h1.parse_head = None` turns the fast path off.
+   environment (read at import, proto/native.py) or `h1.parse_head = None` turns the
+   fast path off.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
 import re
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
@@ -48,6 +47,7 @@ from typing import Any
 
 import httptools
 
+from pier.proto import native
 from pier.proto.events import BadRequest, RequestHandler
 from pier.proto.headers import (
     CONNECTION,
@@ -82,19 +82,9 @@ NativeHead = tuple[
 ParseHead = Callable[[bytes, int, int, int, int, int, int], NativeHead | None]
 
 
-def _native_parse_head() -> ParseHead | None:
-    if os.environ.get("PIER_NATIVE", "1") == "0":
-        return None
-    try:
-        module = importlib.import_module("pier.proto._h1head")
-    except ImportError:
-        return None  # not built (no compiler where pier was installed): llhttp reads all
-    native: ParseHead = module.parse_head
-    return native
-
-
 # Read by each H1Parser when it is made: tests and comparisons set it to None.
-parse_head: ParseHead | None = _native_parse_head()
+_native = native.load()
+parse_head: ParseHead | None = None if _native is None else _native.parse_head
 
 
 class _Refuse(Exception):
