@@ -144,7 +144,7 @@ class _Stream:
         self.head_sent = True
         if body and not no_body:
             proto.send_data(self.stream_id, bytes(body), end_stream=end)
-        conn.flush()
+        conn.write_soon()
         return not no_body
 
     def _count(self, body: bytes, more_body: bool) -> None:
@@ -166,19 +166,19 @@ class _Stream:
             if not end:
                 return
         self.conn.proto.send_data(self.stream_id, bytes(body), end_stream=end)
-        self.conn.flush()
+        self.conn.write_soon()
 
     def send_trailers(self, cycle: HTTPCycle, headers: list[Any], /) -> None:
         fields = validate_headers(headers, "http.response.trailers")
         self.conn.proto.send_trailers(self.stream_id, fields)
-        self.conn.flush()
+        self.conn.write_soon()
 
     def send_interim(self, cycle: HTTPCycle, status: int, headers: Any, /) -> None:
         if self.head_sent:
             return
         fields = validate_headers(headers, "http.response.early_hint") if headers else []
         self.conn.proto.send_headers(self.stream_id, status, fields)
-        self.conn.flush()
+        self.conn.write_soon()
 
     def send_error(self, cycle: HTTPCycle, status: int, text: str, /) -> None:
         conn = self.conn
@@ -191,14 +191,14 @@ class _Stream:
     def abort(self, cycle: HTTPCycle, /) -> None:
         # Part of the response is out: a reset is the only honest signal.
         self.conn.proto.reset(self.stream_id, ErrorCode.INTERNAL_ERROR)
-        self.conn.flush()
+        self.conn.write_soon()
 
     def want_body(self, cycle: HTTPCycle, /) -> None:
         taken = self.fed - cycle.buffered
         if taken > self.acked:
             self.conn.proto.consumed(self.stream_id, taken - self.acked)
             self.acked = taken
-            self.conn.flush()
+            self.conn.write_soon()
 
     def response_done(self, cycle: HTTPCycle, /) -> None:
         if self.conn.ctx.access_log is not None:
@@ -287,7 +287,7 @@ class _WebSocketStream(asyncio.Transport):
         if self.closing:
             return
         self.conn.proto.send_data(self.stream_id, bytes(data))
-        self.conn.flush()
+        self.conn.write_soon()
         if not self._writing_paused and self._over_mark() and self.protocol is not None:
             self._writing_paused = True
             self.protocol.pause_writing()
@@ -299,7 +299,7 @@ class _WebSocketStream(asyncio.Transport):
         if not self._local_ended:
             self._local_ended = True
             self.conn.proto.send_data(self.stream_id, b"", end_stream=True)
-            self.conn.flush()
+            self.conn.write_soon()
             self._maybe_done()
 
     def close(self) -> None:
@@ -310,7 +310,7 @@ class _WebSocketStream(asyncio.Transport):
 
     def abort(self) -> None:
         self.conn.proto.reset(self.stream_id, ErrorCode.CANCEL)
-        self.conn.flush()
+        self.conn.write_soon()
         self.closing = True
         self.gone()
 
@@ -328,7 +328,7 @@ class _WebSocketStream(asyncio.Transport):
         if self._unacked:
             self.conn.proto.consumed(self.stream_id, self._unacked)
             self._unacked = 0
-            self.conn.flush()
+            self.conn.write_soon()
 
     def is_reading(self) -> bool:
         return not self._reading_paused
@@ -352,7 +352,7 @@ class _WebSocketStream(asyncio.Transport):
         # RFC 8441 section 5: a 2xx answers the CONNECT; no Sec-WebSocket-Accept.
         conn = self.conn
         conn.proto.send_headers(self.stream_id, 200, [*fields, *conn.default_fields(fields)])
-        conn.flush()
+        conn.write_soon()
         return 200
 
     def deny_head(self, status: int, headers: Any, body: bytes, more_body: bool) -> None:
@@ -364,12 +364,12 @@ class _WebSocketStream(asyncio.Transport):
         conn.proto.send_headers(self.stream_id, status, fields, end_stream=end and not body)
         if body:
             conn.proto.send_data(self.stream_id, bytes(body), end_stream=end)
-        conn.flush()
+        conn.write_soon()
         self._local_ended = end
 
     def deny_body(self, body: bytes, more_body: bool) -> None:
         self.conn.proto.send_data(self.stream_id, bytes(body), end_stream=not more_body)
-        self.conn.flush()
+        self.conn.write_soon()
         self._local_ended = not more_body
 
     def refuse(self, status: int, reason: str, headers: list[tuple[bytes, bytes]]) -> int:
@@ -406,7 +406,7 @@ class H2Connection(FlowControl, asyncio.Protocol):
         self.deadline = NEVER
         self._fields_for: bytes | None = None
         self._fields: list[tuple[bytes, bytes]] = []
-        self._flush_soon = False
+        self._write_scheduled = False
 
     # asyncio.Protocol -------------------------------------------------------------------
 
@@ -432,7 +432,7 @@ class H2Connection(FlowControl, asyncio.Protocol):
             self._handle(self.proto.initiate_upgrade(settings, request))
         else:
             self.proto.initiate()
-        self.flush()
+        self.write_soon()
         if data:
             self.data_received(data)
         if ctx.shutting_down:
@@ -465,7 +465,7 @@ class H2Connection(FlowControl, asyncio.Protocol):
         if self.closed:
             return  # lingering after a GOAWAY: read and dropped
         self._handle(self.proto.receive_data(data))
-        self.flush()
+        self.write_soon()
 
     def eof_received(self) -> bool | None:
         if self.closed:
@@ -596,7 +596,7 @@ class H2Connection(FlowControl, asyncio.Protocol):
             cycle.abort()
             self.proto.reset(event.stream_id, ErrorCode.CANCEL)
         cycle.feed_disconnect()
-        self.flush()
+        self.write_soon()
 
     def send_plain(
         self, stream_id: int, status: int, text: str, headers: Iterable[tuple[bytes, bytes]] = ()
@@ -608,7 +608,7 @@ class H2Connection(FlowControl, asyncio.Protocol):
         fields.extend(self.default_fields(fields))
         self.proto.send_headers(stream_id, status, fields)
         self.proto.send_data(stream_id, body, end_stream=True)
-        self.flush()
+        self.write_soon()
         return len(body)
 
     def _task_done(self, stream: _Stream, task: asyncio.Task[None]) -> None:
@@ -624,7 +624,7 @@ class H2Connection(FlowControl, asyncio.Protocol):
     def ws_stream_done(self, ws: _WebSocketStream) -> None:
         if self.ws_streams.pop(ws.stream_id, None) is not None and not self.closed:
             self._handle(self.proto.stream_finished(ws.stream_id))
-            self.flush()
+            self.write_soon()
             self._idle_check()
 
     def _app_done(self, stream: _Stream) -> None:
@@ -633,21 +633,21 @@ class H2Connection(FlowControl, asyncio.Protocol):
         if self.closed:
             return
         self._handle(self.proto.stream_finished(stream.stream_id))
-        self.flush()
+        self.write_soon()
         self._idle_check()
 
     # Output -----------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Write what the protocol queued, once per loop turn: the frames of every stream
-        answered in this turn go out in one write (a syscall each cost more than the
+    def write_soon(self) -> None:
+        """Have what the protocol queued written at the end of this loop turn: the frames
+        of every stream answered in this turn go out in one write (a syscall each cost more than the
         h2 work of a small request)."""
-        if not self._flush_soon:
-            self._flush_soon = True
+        if not self._write_scheduled:
+            self._write_scheduled = True
             self.loop.call_soon(self.write_now)
 
     def write_now(self) -> None:
-        self._flush_soon = False
+        self._write_scheduled = False
         data = self.proto.data_to_send()
         if data and not self.closed:
             self.transport.write(data)
@@ -685,7 +685,7 @@ class H2Connection(FlowControl, asyncio.Protocol):
         if self.closed:
             return
         self._handle(self.proto.announce_shutdown())
-        self.flush()
+        self.write_soon()
         if not self.streams and not self.ws_streams:
             # Nothing in flight: no need to wait for the PING to come back.
             self.proto.close(ErrorCode.NO_ERROR, "shutdown")
