@@ -175,3 +175,14 @@ def test_server_started_from_pyproject_alone(tmp_path: Path) -> None:
         response = httpx.get(f"http://127.0.0.1:{proc.port}/", timeout=5)
     assert response.text == "from the file"
     assert response.headers["x-from"] == "file"
+
+
+def test_print_config_says_whether_the_c_parser_serves(tmp_path: Path) -> None:
+    # PIER_NATIVE is read at import, so it is no option; the listing still says it,
+    # as a comment that leaves the listing a config file.
+    on = run_pier("--print-config", cwd=tmp_path, env={})
+    off = run_pier("--print-config", cwd=tmp_path, env={"PIER_NATIVE": "off"})
+    assert on.returncode == off.returncode == 0, on.stderr + off.stderr
+    assert on.stdout.splitlines()[-1].endswith("on (PIER_NATIVE=0 turns it off)")
+    assert "switched off by PIER_NATIVE" in off.stdout.splitlines()[-1]
+    tomllib.loads(off.stdout)

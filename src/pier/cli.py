@@ -219,6 +219,7 @@ def _parse(
 def print_config(config: Config) -> str:
     """`pier --print-config`: every option, its effective value and its source."""
     from pier.configfile import format_config
+    from pier.proto import native
 
     rows = []
     for option in options():
@@ -228,7 +229,8 @@ def print_config(config: Config) -> str:
         elif source.startswith("PIER_") or source.isupper():
             source = "environment " + source
         rows.append((option.name, getattr(config, option.name), source, option.secret))
-    return format_config(rows)
+    # A comment, so the listing stays a config file pier reads back.
+    return format_config(rows) + f"# C request-head parser (pier.proto._h1head): {native.state()}\n"
 
 
 def _fail(message: str, code: int, *, usage: bool = False) -> NoReturn:
