@@ -23,8 +23,8 @@ APPS = Path(__file__).parent / "apps"
 SLOW_BODY = b"s" * 100_000
 
 
-def _start(*extra: str) -> PierProcess:
-    proc = PierProcess("shutdown_apps:app", "--app-dir", str(APPS), "--port", "0", *extra)
+def _start(*extra: str, app: str = "shutdown_apps:app") -> PierProcess:
+    proc = PierProcess(app, "--app-dir", str(APPS), "--port", "0", *extra)
     proc.wait_listening()
     return proc
 
@@ -139,6 +139,22 @@ def test_sigint_shuts_down_like_sigterm() -> None:
     assert code == 0, output
     assert "MARK lifespan shutdown" in output
     assert "KeyboardInterrupt" not in output
+
+
+def test_a_second_signal_stops_waiting_for_a_hung_lifespan_shutdown() -> None:
+    # Without it, an app whose clean-up never ends leaves a process only SIGKILL ends.
+    proc = _start(app="shutdown_apps:hangs_on_shutdown")
+    try:
+        proc.signal(signal.SIGINT)
+        _wait_output(proc, "MARK lifespan shutdown hangs")
+        proc.signal(signal.SIGINT)
+        code, output = proc.wait(timeout=10)
+    finally:
+        proc.stop()
+    assert code == 0, output
+    assert "Application shutdown cut short by a second signal" in output
+    assert "MARK lifespan cancelled" in output  # the app's task saw it, so its finally ran
+    assert "Application shutdown complete." not in output
 
 
 def test_sigterm_right_after_the_listening_line_is_a_graceful_stop() -> None:

@@ -120,6 +120,13 @@ class Lifespan:
                 f" {answer['message']}"
             )
 
+    async def abandon(self) -> None:
+        """Stop waiting for the app: cancel its lifespan task (shutdown cut short)."""
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=1.0)
+
     def _failure(self, answer: Message) -> str:
         """The app's failure message, plus its exception when the message lacks it."""
         message = str(answer.get("message") or "(the app gave no message)").rstrip()

@@ -530,10 +530,30 @@ class Server:
         if self._sweep is not None:
             self._sweep.stop()
         if self._lifespan is not None and self._lifespan.supported:
-            logger.info("Waiting for application shutdown.")
-            await self._lifespan.shutdown()
-            logger.info("Application shutdown complete.")
+            await self._lifespan_shutdown(self._lifespan)
         logger.info("Finished server process [%d]", os.getpid())
+
+    async def _lifespan_shutdown(self, lifespan: Lifespan) -> None:
+        """Run the app's lifespan shutdown; a signal that arrives meanwhile cuts it short.
+
+        The app's clean-up has no time limit of its own (it may flush or close what it
+        must), but one that hangs must not leave a process only SIGKILL ends: CTRL+C
+        again (or a supervisor's second SIGTERM) stops waiting for it.
+        """
+        assert self._exit_event is not None
+        logger.info("Waiting for application shutdown.")
+        self._exit_event.clear()
+        shutdown = asyncio.ensure_future(lifespan.shutdown())
+        signalled = asyncio.ensure_future(self._exit_event.wait())
+        await asyncio.wait([shutdown, signalled], return_when=asyncio.FIRST_COMPLETED)
+        signalled.cancel()
+        if shutdown.done():
+            shutdown.result()
+            logger.info("Application shutdown complete.")
+            return
+        shutdown.cancel()
+        await lifespan.abandon()
+        logger.warning("Application shutdown cut short by a second signal: not complete.")
 
     async def _wait_forced(self) -> None:
         assert self._exit_event is not None

@@ -21,14 +21,8 @@ async def _send(send: Any, body: bytes) -> None:
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                print("MARK lifespan shutdown", flush=True)
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await _lifespan(receive, send, _clean_up)
+        return
     path = scope["path"]
     if path == "/slow":
         query = dict(pair.split("=") for pair in scope["query_string"].decode().split("&"))
@@ -41,3 +35,35 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await asyncio.Event().wait()
     else:
         await _send(send, b"quick")
+
+
+async def hangs_on_shutdown(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An app whose lifespan clean-up never ends (a stuck flush, a lost lock)."""
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send, _hung_clean_up)
+    else:
+        await _send(send, b"quick")
+
+
+async def _lifespan(receive: Any, send: Any, clean_up: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await clean_up()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _clean_up() -> None:
+    print("MARK lifespan shutdown", flush=True)
+
+
+async def _hung_clean_up() -> None:
+    print("MARK lifespan shutdown hangs", flush=True)
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        print("MARK lifespan cancelled", flush=True)
+        raise
