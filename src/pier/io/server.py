@@ -38,6 +38,7 @@ from pier.logging import TRACE, traced_app
 from pier.proto.limits import H2Limits, Limits
 
 if TYPE_CHECKING:
+    from pier.config import Config
     from pier.io.admin import AdminServer
     from pier.metrics import Snapshot
 
@@ -52,7 +53,7 @@ disconnect and return before its task is cancelled (issue 12)."""
 class Server:
     """One pier server in one process: `await Server(config).serve()`."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
         self.started = False
         self.force_exit = False
@@ -173,7 +174,7 @@ class Server:
         logger.info("Started server process [%d]", os.getpid())
         if config.metrics_bind is not None and self.serve_admin:
             # Before the app loads: /readyz answers 503 during lifespan start-up.
-            self.admin = self._admin_server()
+            self.admin = self._admin_server(config.metrics_bind)
             await self.admin.start()
         try:
             await self._serve_app(sockets)
@@ -265,7 +266,7 @@ class Server:
 
     # issue 12: the admin listener of a server without a supervisor ------------------------
 
-    def _admin_server(self) -> AdminServer:
+    def _admin_server(self, bind: str) -> AdminServer:
         from pier.io.admin import AdminServer
 
         def ready() -> tuple[bool, str]:
@@ -287,7 +288,7 @@ class Server:
             return render(self.metrics_snapshot(), state)
 
         return AdminServer(
-            self.config.metrics_bind,
+            bind,
             metrics=metrics,
             live=lambda: (True, "ok"),
             ready=ready,
@@ -610,7 +611,7 @@ def shared_address(sock: socket.socket) -> tuple[str, int] | None:
     return (host, int(name[1]))
 
 
-def _h2_limits(config: Any) -> H2Limits | None:
+def _h2_limits(config: Config) -> H2Limits | None:
     # Imported here: the h2 library is loaded only when HTTP/2 may be spoken.
     if getattr(config, "http", "auto") == "1":
         return None
@@ -627,7 +628,7 @@ def app_name(app: Any) -> str:
     return f"{getattr(app, '__module__', None) or '?'}:{name}"
 
 
-def _static_headers(config: Any) -> bytes:
+def _static_headers(config: Config) -> bytes:
     lines = []
     if config.server_header:
         lines.append(b"server: pier\r\n")

@@ -19,10 +19,13 @@ import os
 import socket
 import stat
 from collections.abc import MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pier.addresses import Address, parse_bind
 from pier.errors import BindError
+
+if TYPE_CHECKING:
+    from pier.config import Config
 
 __all__ = [
     "addresses",
@@ -38,7 +41,7 @@ __all__ = [
 SD_LISTEN_FDS_START = 3  # sd_listen_fds(3): passed sockets start at fd 3
 
 
-def addresses(config: Any) -> list[Address]:
+def addresses(config: Config) -> list[Address]:
     """Where the config says to listen (systemd sockets aside)."""
     if config.bind:
         return [parse_bind(text) for text in config.bind]
@@ -49,7 +52,7 @@ def addresses(config: Any) -> list[Address]:
     return [Address("tcp", host=config.host, port=config.port)]
 
 
-def bind_sockets(config: Any) -> list[socket.socket]:
+def bind_sockets(config: Config) -> list[socket.socket]:
     """Create the listening socket(s) the config (or systemd) asks for."""
     if not (config.bind or config.fd is not None or config.uds):
         inherited = systemd_sockets()

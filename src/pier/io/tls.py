@@ -22,9 +22,12 @@ import base64
 import os
 import re
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pier.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pier.config import Config
 
 __all__ = ["ServerSSLContext", "create_ssl_context", "tls_extension"]
 
@@ -67,7 +70,7 @@ class ServerSSLContext(ssl.SSLContext):
     cipher_suites: dict[str, int]
 
 
-def create_ssl_context(config: Any) -> ServerSSLContext | None:
+def create_ssl_context(config: Config) -> ServerSSLContext | None:
     """The server-side TLS context the config asks for, or None when TLS is off."""
     certfile: str | None = config.ssl_certfile
     if certfile is None:

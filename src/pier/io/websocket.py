@@ -29,7 +29,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from pier.asgi.scope import ConnectionInfo, websocket_scope
 from pier.asgi.websocket import (
@@ -46,6 +46,9 @@ from pier.io.tasks import start_task
 from pier.proto import ws as proto
 from pier.proto.events import Request
 from pier.proto.headers import AppResponseError
+
+if TYPE_CHECKING:
+    from pier.config import Config
 
 logger = logging.getLogger("pier.error")
 
@@ -620,7 +623,7 @@ class WSProtocol(FlowControl, asyncio.Protocol):
             self._arm_close_timer()
 
 
-def handler_from_config(ctx: ServerContext, config: Any) -> Callable[..., None]:
+def handler_from_config(ctx: ServerContext, config: Config) -> Callable[..., None]:
     """The ws_handler for a Config's --ws-* options (called by Server._context)."""
     return make_ws_handler(
         ctx,

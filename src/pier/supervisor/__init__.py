@@ -14,16 +14,19 @@ pier.io.server.Server, so nothing about HTTP lives in this package.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pier.errors import PierError
+
+if TYPE_CHECKING:
+    from pier.config import Config
 
 __all__ = ["run_supervised"]
 
 logger = logging.getLogger("pier.error")
 
 
-def run_supervised(config: Any) -> int:
+def run_supervised(config: Config) -> int:
     """Run the supervisor until it stops; the process exit code (1: start-up failed)."""
     from pier.supervisor.manager import Supervisor
 

@@ -21,7 +21,10 @@ import pickle
 import socket
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pier.config import Config
 
 __all__ = [
     "LINE_LIMIT",
@@ -53,7 +56,7 @@ _LENGTH = struct.Struct("!I")
 class WorkerSpec:
     """What a worker needs besides its inherited file descriptors."""
 
-    config: Any
+    config: Config
     """pier.Config (its app is an import string, so it pickles)."""
     fds: list[int] = field(default_factory=list)
     """Listening sockets shared by every worker, by inherited fd number."""

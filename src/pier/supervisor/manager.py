@@ -38,7 +38,7 @@ import random
 import signal
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pier.errors import ConfigError
 from pier.io.sockets import addresses, bind_sockets, describe, open_address
@@ -46,6 +46,9 @@ from pier.io.systemd import Notifier
 from pier.metrics import ServerState, Snapshot, render, sum_snapshots
 from pier.supervisor.channel import WorkerSpec
 from pier.supervisor.process import State, WorkerProcess, app_label, describe_exit
+
+if TYPE_CHECKING:
+    from pier.config import Config
 
 __all__ = ["DRAIN_IDLE", "Supervisor"]
 
@@ -70,7 +73,7 @@ Operation = Callable[[], Awaitable[Any]]
 
 
 class Supervisor:
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
         self.target: int = config.workers
         self.workers: list[WorkerProcess] = []  # oldest first

@@ -21,7 +21,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pier.metrics import Snapshot
 from pier.supervisor.channel import (
@@ -35,6 +35,9 @@ from pier.supervisor.channel import (
     WorkerSpec,
     send_spec,
 )
+
+if TYPE_CHECKING:
+    from pier.config import Config
 
 __all__ = ["State", "WorkerProcess", "describe_exit"]
 
@@ -240,5 +243,5 @@ def describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
-def app_label(config: Any) -> str:
+def app_label(config: Config) -> str:
     return config.app if isinstance(config.app, str) else "app"

@@ -19,9 +19,12 @@ import fnmatch
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pier.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pier.config import Config
 
 __all__ = ["DEFAULT_EXCLUDES", "DEFAULT_INCLUDES", "ChangeFilter", "watch"]
 
@@ -75,7 +78,7 @@ def _matches(name: str, relative: PurePath, patterns: Iterable[str]) -> bool:
     return False
 
 
-def watched_dirs(config: Any) -> list[str]:
+def watched_dirs(config: Config) -> list[str]:
     dirs = list(config.reload_dirs) or [os.getcwd()]
     for directory in dirs:
         if not os.path.isdir(directory):
@@ -86,7 +89,7 @@ def watched_dirs(config: Any) -> list[str]:
     return dirs
 
 
-def check_reload(config: Any) -> None:
+def check_reload(config: Config) -> None:
     """Fail before any worker starts if --reload cannot work (a bad --reload-dir, no watchfiles)."""
     watched_dirs(config)
     _watchfiles()
@@ -104,7 +107,7 @@ def _watchfiles() -> Any:
 
 
 async def watch(
-    config: Any,
+    config: Config,
     on_change: Callable[[list[str]], Awaitable[None] | None],
     stop: asyncio.Event,
 ) -> None:
