@@ -447,6 +447,12 @@ def test_a_closed_connection_is_freed_at_once_not_by_the_cycle_collector(loop: s
                         conn.wait_closed()
                 wait_until(lambda: statistics()["connections"] == 0,
                            message="the connection to be released")
+            with Conn.open(server) as conn:  # a chunked body: read by llhttp, not the C path
+                conn.send(b"POST / HTTP/1.1\r\nHost: pier.te\r\nTransfer-Encoding: chunked"
+                          b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+                assert conn.read_body(conn.read_head()).body == b"POST /:abc"
+            wait_until(lambda: statistics()["connections"] == 0,
+                       message="the connection to be released")
             gc.set_debug(gc.DEBUG_SAVEALL)
             gc.collect()
             left = [type(thing).__name__ for thing in gc.garbage]
@@ -455,3 +461,4 @@ def test_a_closed_connection_is_freed_at_once_not_by_the_cycle_collector(loop: s
             gc.garbage.clear()
             gc.enable()
     assert "H1Connection" not in left, "closed connections were held by a reference cycle"
+    assert "H1Parser" not in left, "closed connections' parsers were held by a reference cycle"

@@ -82,7 +82,7 @@ NativeHead = tuple[
 ParseHead = Callable[[bytes, int, int, int, int, int, int], NativeHead | None]
 
 
-# Read by each H1Parser when it is made: tests and comparisons set it to None.
+# Read by H1Parser.receive_data on every read: tests and comparisons set it to None.
 _native = native.load()
 parse_head: ParseHead | None = None if _native is None else _native.parse_head
 
@@ -121,16 +121,10 @@ class H1Parser:
         "_in_message",
         "_keep_alive",
         "_line_hint",
-        "_native",
-        "_native_limits",
-        "_on_bad_request",
-        "_on_body",
-        "_on_end",
-        "_on_request",
-        "_on_upgrade",
         "_parser",
         "_partial",
         "_partial_limit",
+        "_priming",
         "_refusal",
         "_resume",
         "_trailer_fed",
@@ -141,29 +135,26 @@ class H1Parser:
     )
 
     def __init__(self, limits: Limits, handler: RequestHandler) -> None:
+        # Once per connection, so only what the fast path (rule 6) reads is set here:
+        # llhttp's own state is set with llhttp (_start_llhttp), which most connections
+        # never make. The handler's methods are looked up per call, not bound here:
+        # binding five cost more per connection than the lookups cost per request.
         self.limits = limits
+        self._handler = handler
         # llhttp, made when the fast path first declines (rule 6); its type is Any.
         self._parser: Any = None
-        self._native = parse_head
-        self._native_limits = (
-            limits.request_line,
-            limits.fields,
-            limits.field_size,
-            limits.head_size,
-            -1 if limits.body is None else limits.body,
-        )
         # Bytes of a Content-Length body still to come, read without llhttp (rule 6).
+        # While it is not 0, _keep_alive holds that request's keep-alive.
         self._body_left = 0
-        self._handler = handler
-        # Bound once: these run per request and per body chunk.
-        self._on_request = handler.on_request
-        self._on_body = handler.on_body
-        self._on_end = handler.on_end
-        self._on_upgrade = handler.on_upgrade
-        self._on_bad_request = handler.on_bad_request
         self._dead = False
         # Is a request head partly read (begun, not complete)?
         self.reading_head = False
+        # Is llhttp inside a message (the fast path reads only at message boundaries)?
+        self._in_message = False
+
+    def _start_llhttp(self) -> Any:
+        """Make llhttp, with the state only its path reads (rule 6)."""
+        self._keep_alive = True
         self._head_fed = 0
         self._refusal: BadRequest | None = None
         self._url = b""
@@ -171,11 +162,11 @@ class H1Parser:
         self._framing: list[tuple[bytes, bytes]] = []
         self._body_size = 0
         self._line_hint: bytes | None = None
-        self._in_message = False
-        self._keep_alive = True
         # After an upgrade that is not performed: the head that primes a fresh llhttp
         # to read the request's body (b"" when it has none); else None.
         self._resume: bytes | None = None
+        # Is llhttp reading such a priming head (which is no request)?
+        self._priming = False
         # Chunked bodies: inside a chunk (its size line read, the chunk not complete),
         # the body size at its size line, and bytes read since while no body came:
         # a trailer section still being read, which llhttp buffers itself.
@@ -192,7 +183,9 @@ class H1Parser:
         # not grow past what the limits allow a request line, a field, and the next
         # field (httptools reports a field only when the next one starts).
         self._partial = 0
-        self._partial_limit = limits.request_line + 2 * limits.field_size + 1024
+        self._partial_limit = self.limits.partial_line
+        parser = self._parser = httptools.HttpRequestParser(self)
+        return parser
 
     @property
     def dead(self) -> bool:
@@ -203,26 +196,25 @@ class H1Parser:
         """Read nothing more, and let go of llhttp and the handler.
 
         The parser and llhttp hold each other (its callbacks are this object's methods),
-        and this object holds the handler's methods while the handler holds it: without
+        and this object holds the handler while the handler holds it: without
         this, every closed connection is left for the cyclic garbage collector, which
         cost ~22k instructions per connection in a connection-per-request load.
         """
         self._dead = True
         self.reading_head = False
         self._parser = None
-        if not hasattr(self, "_handler"):
-            return  # closed already
-        del self._on_request, self._on_body, self._on_end, self._on_upgrade
-        del self._on_bad_request, self._handler
+        if hasattr(self, "_handler"):  # else closed already
+            del self._handler
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the client; the handler hears what they completed."""
         if self._dead:
             return
-        native = self._native
+        native = parse_head
         if native is not None and not self._in_message:
             # At a message boundary, or inside a body the fast path framed (rule 6).
             # Inline rather than a method: one Python call fewer per read.
+            handler = self._handler
             try:
                 pos = self._body_left
                 if pos:
@@ -230,15 +222,15 @@ class H1Parser:
                     if size <= pos:
                         # All body: the read itself goes to the app, not a copy of it.
                         self._body_left = pos - size
-                        self._on_body(data)
+                        handler.on_body(data)
                         if size == pos:
                             self._end_message()
                         return
                     self._body_left = 0
-                    self._on_body(data[:pos])
+                    handler.on_body(data[:pos])
                     if not self._end_message():
                         return
-                limits = self._native_limits
+                limits = self.limits.native_args
                 size = len(data)
                 while pos < size:
                     head = native(data, pos, *limits)
@@ -247,7 +239,7 @@ class H1Parser:
                     (end, method, raw_path, query, headers, version, keep_alive, expect,
                      length, trailers) = head
                     if length:
-                        self._on_request(
+                        handler.on_request(
                             method, raw_path, query, headers, version, keep_alive, expect,
                             None, length, True, trailers,
                         )
@@ -259,11 +251,11 @@ class H1Parser:
                             self._keep_alive = keep_alive
                             self._body_left = pos - size
                             if end < size:
-                                self._on_body(data[end:])
+                                handler.on_body(data[end:])
                             return
-                        self._on_body(data[end:pos])
+                        handler.on_body(data[end:pos])
                     else:
-                        self._on_request(
+                        handler.on_request(
                             method, raw_path, query, headers, version, keep_alive, expect,
                             None, length, False, trailers,
                         )
@@ -271,7 +263,7 @@ class H1Parser:
                     # As _end_message, inline: this runs once per request.
                     if self._dead:
                         return
-                    self._on_end()
+                    handler.on_end()
                     if not keep_alive:
                         self._dead = True  # RFC 9112 section 9.6
                         return
@@ -286,7 +278,7 @@ class H1Parser:
         parser = self._parser
         if parser is None:
             # llhttp is made when first needed (rule 6): most connections never need it.
-            parser = self._parser = httptools.HttpRequestParser(self)
+            parser = self._start_llhttp()
         # A chunk that starts at a message boundary and is no longer than one header
         # line may hold can hold no oversize field or head: the first request in it
         # needs no size checks, and its request line is at the chunk's start.
@@ -347,7 +339,7 @@ class H1Parser:
         # llhttp is done with this connection's bytes: a fresh one reads on, if any.
         self._parser = None
         if self._resume is None:
-            self._on_upgrade(rest)
+            self._handler.on_upgrade(rest)
         else:
             self._resume_after_upgrade(rest)
 
@@ -355,7 +347,7 @@ class H1Parser:
         """A message the fast path framed is complete; is the next one to be read?"""
         if self._dead:
             return False  # the handler closed the connection
-        self._on_end()
+        self._handler.on_end()
         if not self._keep_alive:
             # RFC 9112 section 9.6: as on_message_complete.
             self._dead = True
@@ -366,20 +358,20 @@ class H1Parser:
         prime, self._resume = self._resume, None
         if self._dead:
             return  # a request that closes the connection: nothing after it is read
-        handler = self._handler
-        self._on_end = handler.on_end
         if prime:
             # The priming head is not a request: it only sets llhttp's framing.
-            self._on_request = _ignore_request
+            self._priming = True
             self._parser = httptools.HttpRequestParser(self)
-            self._parser.feed_data(prime)
-            self._on_request = handler.on_request
+            try:
+                self._parser.feed_data(prime)
+            finally:
+                self._priming = False
         if rest:
             self.receive_data(rest)
 
     def _die(self, refusal: BadRequest) -> None:
         self._dead = True
-        self._on_bad_request(refusal)
+        self._handler.on_bad_request(refusal)
 
     def _refuse(self, status: int, reason: str) -> None:
         self._refusal = BadRequest(status, reason)
@@ -576,7 +568,9 @@ class H1Parser:
             upgrade, keep_alive = self._upgrade_asked(
                 upgrade, method, version, length, chunked, keep_alive
             )
-        taken = self._on_request(
+        if self._priming:
+            return
+        taken = self._handler.on_request(
             method,
             raw_path,
             query,
@@ -650,10 +644,10 @@ class H1Parser:
         """An upgrade not performed (RFC 9110 section 7.8 lets a server ignore Upgrade):
         an ordinary request, whose body llhttp skipped and has to be read (rule 3)."""
         if length or chunked:
+            # llhttp ends this message at its head: its end (on_message_complete skips
+            # it while _resume holds a head) and its keep-alive come with the body,
+            # from the primed parser.
             self._resume = _priming_head(length, chunked, keep_alive)
-            # llhttp ends this message at its head: its end and its keep-alive come
-            # with the body, from the primed parser.
-            self._on_end = _ignore_end
             self._keep_alive = True
         else:
             self._resume = b""
@@ -707,7 +701,7 @@ class H1Parser:
         limit = self.limits.body
         if limit is not None and size > limit:
             self._refuse(413, self._body_too_large(limit))
-        self._on_body(body)
+        self._handler.on_body(body)
 
     def on_chunk_header(self) -> None:
         # Per chunk, chunked bodies only. The size is llhttp's; a chunk that brings no
@@ -723,7 +717,10 @@ class H1Parser:
 
     def on_message_complete(self) -> None:
         self._in_message = False
-        self._on_end()
+        if not self._resume:
+            # Else an upgrade not performed whose body a primed llhttp reads: the
+            # message ends with that body (_read_on).
+            self._handler.on_end()
         if not self._keep_alive:
             # RFC 9112 section 9.6: after a request that closes the connection nothing
             # more is read, not even requests pipelined behind it in the same chunk.
@@ -799,14 +796,6 @@ def _priming_head(length: int | None, chunked: bool, keep_alive: bool) -> bytes:
     framing = b"transfer-encoding: chunked" if chunked else b"content-length: %d" % (length or 0)
     close = b"" if keep_alive else b"connection: close\r\n"
     return b"PUT / HTTP/1.1\r\nhost: resume\r\n%b\r\n%b\r\n" % (framing, close)
-
-
-def _ignore_request(*_: object) -> None:
-    pass
-
-
-def _ignore_end() -> None:
-    pass
 
 
 # Response side ------------------------------------------------------------------------

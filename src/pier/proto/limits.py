@@ -7,7 +7,7 @@ limit's default sits between what real clients need and what an attacker can use
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,22 @@ class Limits:
     # Request body. Off by default (None) like uvicorn and gunicorn, since apps stream
     # uploads; nginx's client_max_body_size is 1 MiB. Answer: 413.
     body: int | None = None
+    # Derived once per Limits, not per connection (issue 13): the arguments the native
+    # head parser takes after (data, start), and the bound on one unfinished line
+    # (a request line, a field and the next field) while llhttp reads a head.
+    native_args: tuple[int, int, int, int, int] = field(init=False, repr=False, compare=False)
+    partial_line: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        native_args = (
+            self.request_line,
+            self.fields,
+            self.field_size,
+            self.head_size,
+            -1 if self.body is None else self.body,
+        )
+        object.__setattr__(self, "native_args", native_args)
+        object.__setattr__(self, "partial_line", self.request_line + 2 * self.field_size + 1024)
 
 
 @dataclass(frozen=True, slots=True)
