@@ -324,13 +324,15 @@ def test_has_any_name_reads_names_only_and_refuses_other_shapes() -> None:
 
 
 @pytest.mark.parametrize("value", ["0", "false", "Off", "no"])
-def test_pier_native_switches_both_c_paths_off(value: str) -> None:
+def test_pier_native_switches_every_c_path_off(value: str) -> None:
     import os
     import subprocess
     import sys
 
     probe = ("from pier.proto import h1; from pier.asgi import proxy;"
-             " print(h1.parse_head is None, proxy.has_proxy_headers is proxy._has_proxy_headers)")
+             " from pier.io import connection;"
+             " print(h1.parse_head is None, proxy.has_proxy_headers is proxy._has_proxy_headers,"
+             " connection.frame_response is None)")
     out = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PIER_NATIVE": value},
                          capture_output=True, text=True, check=True, timeout=30).stdout
-    assert out.split() == ["True", "True"]
+    assert out.split() == ["True", "True", "True"]

@@ -38,6 +38,7 @@ from pier.proto.events import BadRequest, Request
 from pier.proto.h1 import (
     H1Parser,
     ResponseFramer,
+    frame_response,
     plain_response,
     status_line,
     switching_protocols,
@@ -484,28 +485,39 @@ class H1Connection(FlowControl, asyncio.Protocol):
         framer = self._framer = self._response_framer
         ctx = self.ctx
         trailers = cycle.trailers and accepts_trailers
-        head_bytes = framer.head(
-            status,
-            headers,
-            method=method,
-            http_version=http_version,
-            keep_alive=keep_alive and not ctx.shutting_down,
-            default_headers=ctx.default_headers,
-            # Trailers need chunked framing, even for a body sent whole.
-            body_length=None if trailers else length,
-            trailers=trailers,
-        )
-        self._head_sent = True
-        if len(body) >= UNJOINED_WRITE:
-            pieces = framer.body_pieces(body, more_body)
-            if not self.closed:
-                # One writev, the body not copied into a joined buffer.
-                self.transport.writelines((head_bytes, *pieces))
-            return not framer.no_body
-        data = framer.body(body, more_body)
+        out = None
+        if frame_response is not None and not trailers and len(body) < UNJOINED_WRITE:
+            # The C framer (proto/_h1head.c): head and body in one call, ~8k instructions
+            # fewer per hello response; None leaves the response to the Python framer.
+            out = frame_response(
+                framer, status, headers, ctx.default_headers, method, http_version,
+                keep_alive and not ctx.shutting_down, length, body, more_body,
+            )
+        if out is not None:
+            self._head_sent = True
+        else:
+            head_bytes = framer.head(
+                status,
+                headers,
+                method=method,
+                http_version=http_version,
+                keep_alive=keep_alive and not ctx.shutting_down,
+                default_headers=ctx.default_headers,
+                # Trailers need chunked framing, even for a body sent whole.
+                body_length=None if trailers else length,
+                trailers=trailers,
+            )
+            self._head_sent = True
+            if len(body) >= UNJOINED_WRITE:
+                pieces = framer.body_pieces(body, more_body)
+                if not self.closed:
+                    # One writev, the body not copied into a joined buffer.
+                    self.transport.writelines((head_bytes, *pieces))
+                return not framer.no_body
+            data = framer.body(body, more_body)
+            out = head_bytes + data if data else head_bytes
         if not self.closed:
             # Head and first body in one write: one syscall, one TCP segment.
-            out = head_bytes + data if data else head_bytes
             self.transport.write(out)
             metrics = self._metrics
             if metrics is not None:

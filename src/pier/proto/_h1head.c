@@ -492,10 +492,273 @@ has_any_name(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_FALSE;
 }
 
+
+/* --- The response side: head and first body in one call ----------------------------- */
+
+/* Set once by proto/h1.py (framer_tables): the dict of app header pairs already
+ * validated by proto/headers.py classify() and what each means, the status lines built
+ * so far, and the two meanings this path writes itself. Borrowed forever (module-level
+ * objects of pier.proto). */
+static PyObject *pairs_table;
+static PyObject *status_lines_table;
+static PyObject *kind_plain;
+static PyObject *kind_content_length;
+static PyObject *attr_chunked, *attr_keep_alive, *attr_no_body, *attr_remaining, *attr_sent,
+    *attr_trailers;
+
+PyDoc_STRVAR(framer_tables_doc,
+"framer_tables(pairs, status_lines, plain, content_length, /)\n"
+"--\n\n"
+"Give frame_response the tables it reads (proto/headers.py PAIRS and its PLAIN and\n"
+"CONTENT_LENGTH kinds, proto/h1.py _STATUS_LINES). Called once, at import.");
+
+static PyObject *
+framer_tables(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "framer_tables() takes two dicts and two kinds");
+        return NULL;
+    }
+    PyObject *objects[4] = {args[0], args[1], args[2], args[3]};
+    PyObject **slots[4] = {&pairs_table, &status_lines_table, &kind_plain,
+                           &kind_content_length};
+    for (int k = 0; k < 4; k++) {
+        Py_INCREF(objects[k]);
+        Py_XSETREF(*slots[k], objects[k]);
+    }
+    Py_RETURN_NONE;
+}
+
+/* Where a head's pieces are gathered: the status line, the default block, the app's
+ * fields (name, value), the framing lines. Heads with more fields decline. */
+#define MAX_RESPONSE_FIELDS 64
+
+static inline char *
+put(char *out, const char *s, Py_ssize_t n)
+{
+    memcpy(out, s, (size_t)n);
+    return out + n;
+}
+
+PyDoc_STRVAR(frame_response_doc,
+"frame_response(framer, status, headers, default_headers, method, http_version,\n"
+"               keep_alive, body_length, body, more_body, /)\n"
+"--\n\n"
+"ResponseFramer.head(...) followed by .body(body, more_body), joined, in one call; the\n"
+"framer's state set as those two calls set it. None, with nothing changed, where the\n"
+"response is not the plain kind this path frames (HEAD, 1xx/204/304, trailers, a field\n"
+"pair not yet validated by classify() or meaning more than a plain field or a\n"
+"Content-Length, a body that breaks its length, anything not exactly bytes): the\n"
+"Python framer then does it all, and raises what it raises.");
+
+/* The Python framer (proto/h1.py ResponseFramer.head and .body) is the reference; this
+ * frames only what that framer would frame without raising, with byte-identical output
+ * (tests/proto/test_h1frame.py). Why C: head() and body() cost ~11k instructions per
+ * hello response in Python (docs/performance.md). */
+static PyObject *
+frame_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "frame_response() takes 10 arguments");
+        return NULL;
+    }
+    if (pairs_table == NULL)
+        Py_RETURN_NONE;
+    PyObject *framer = args[0], *status = args[1], *headers = args[2];
+    PyObject *defaults = args[3], *method = args[4], *version = args[5];
+    PyObject *body_length_obj = args[7], *body = args[8];
+    int keep_alive = PyObject_IsTrue(args[6]);
+    int more = PyObject_IsTrue(args[9]);
+    if (keep_alive < 0 || more < 0)
+        return NULL;
+    if (!PyLong_CheckExact(status) || !PyBytes_CheckExact(defaults) ||
+        !PyBytes_CheckExact(body) || !PyUnicode_Check(method) || !PyUnicode_Check(version))
+        Py_RETURN_NONE;
+    int overflow;
+    long code = PyLong_AsLongAndOverflow(status, &overflow);
+    if (overflow || code < 200 || code == 204 || code == 304)
+        Py_RETURN_NONE;  /* 1xx raise; 204/304 have no body; all are the Python path's */
+    if (PyUnicode_CompareWithASCIIString(method, "HEAD") == 0)
+        Py_RETURN_NONE;
+    int http11 = PyUnicode_CompareWithASCIIString(version, "1.1") == 0;
+    int http10 = !http11 && PyUnicode_CompareWithASCIIString(version, "1.0") == 0;
+    long long body_length = -1;
+    if (body_length_obj != Py_None) {
+        if (!PyLong_CheckExact(body_length_obj))
+            Py_RETURN_NONE;
+        body_length = PyLong_AsLongLongAndOverflow(body_length_obj, &overflow);
+        if (overflow || body_length < 0)
+            Py_RETURN_NONE;
+    }
+    PyObject *line = PyDict_GetItemWithError(status_lines_table, status);
+    if (line == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;  /* the Python path builds and caches it */
+    }
+    if (!PyBytes_CheckExact(line))
+        Py_RETURN_NONE;
+
+    Py_ssize_t count;
+    if (PyList_CheckExact(headers))
+        count = PyList_GET_SIZE(headers);
+    else if (PyTuple_CheckExact(headers))
+        count = PyTuple_GET_SIZE(headers);
+    else
+        Py_RETURN_NONE;
+    if (count > MAX_RESPONSE_FIELDS)
+        Py_RETURN_NONE;
+    /* The pairs are held before any lookup: a lookup may run an __eq__ (a stored key's
+     * bytes subclass) that changes the list. */
+    PyObject *fields[MAX_RESPONSE_FIELDS];
+    PyObject *const *items = PyList_CheckExact(headers) ? ((PyListObject *)headers)->ob_item
+                                                        : ((PyTupleObject *)headers)->ob_item;
+    for (Py_ssize_t k = 0; k < count; k++)
+        fields[k] = Py_NewRef(items[k]);
+    Py_ssize_t taken = count;
+    Py_ssize_t size = PyBytes_GET_SIZE(line) + PyBytes_GET_SIZE(defaults);
+    long long content_length = -1;
+    PyObject *result = NULL;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *pair = fields[k];
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2)
+            goto decline;
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        if (!PyBytes_CheckExact(name) || !PyBytes_CheckExact(value))
+            goto decline;
+        PyObject *kind = PyDict_GetItemWithError(pairs_table, pair);
+        if (kind == NULL) {
+            if (PyErr_Occurred())
+                PyErr_Clear();  /* the Python path says what is wrong with the pair */
+            goto decline;
+        }
+        if (kind == kind_content_length) {
+            /* classify() checked the value is ASCII digits; int() of it, if it is small. */
+            Py_ssize_t n = PyBytes_GET_SIZE(value);
+            const char *digits = PyBytes_AS_STRING(value);
+            if (n < 1 || n > 18)
+                goto decline;
+            content_length = 0;
+            for (Py_ssize_t i = 0; i < n; i++) {
+                if (digits[i] < '0' || digits[i] > '9')
+                    goto decline;
+                content_length = content_length * 10 + (digits[i] - '0');
+            }
+        } else if (kind != kind_plain) {
+            goto decline;
+        }
+        size += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4;
+    }
+
+    /* The framing ResponseFramer.head() chooses, and the first body() call's checks. */
+    Py_ssize_t body_size = PyBytes_GET_SIZE(body);
+    long long remaining = -1;
+    int chunked = 0;
+    char length_line[48];
+    Py_ssize_t length_line_size = 0;
+    if (content_length >= 0) {
+        remaining = content_length;
+    } else if (body_length >= 0) {
+        length_line_size = snprintf(length_line, sizeof length_line,
+                                    "content-length: %lld\r\n", body_length);
+        remaining = body_length;
+    } else if (http11) {
+        chunked = 1;
+    } else {
+        keep_alive = 0;
+    }
+    if (remaining >= 0 && (body_size > remaining || (!more && remaining != body_size)))
+        goto decline;  /* body() raises: the Python path's error */
+    static const char chunked_line[] = "transfer-encoding: chunked\r\n";
+    static const char close_line[] = "connection: close\r\n";
+    static const char keep_alive_line[] = "connection: keep-alive\r\n";
+    static const char last_chunk[] = "0\r\n\r\n";
+    char chunk_size[24];
+    Py_ssize_t chunk_size_len = 0;
+    size += length_line_size + 2;
+    if (chunked)
+        size += sizeof chunked_line - 1;
+    if (!keep_alive)
+        size += sizeof close_line - 1;
+    else if (http10)
+        size += sizeof keep_alive_line - 1;
+    if (chunked) {
+        if (body_size) {
+            chunk_size_len = snprintf(chunk_size, sizeof chunk_size, "%zx\r\n", body_size);
+            size += chunk_size_len + body_size + 2;
+        }
+        if (!more)
+            size += sizeof last_chunk - 1;
+    } else {
+        size += body_size;
+    }
+
+    result = PyBytes_FromStringAndSize(NULL, size);
+    if (result == NULL)
+        goto done;
+    char *out = PyBytes_AS_STRING(result);
+    out = put(out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line));
+    out = put(out, PyBytes_AS_STRING(defaults), PyBytes_GET_SIZE(defaults));
+    for (Py_ssize_t k = 0; k < taken; k++) {
+        PyObject *name = PyTuple_GET_ITEM(fields[k], 0), *value = PyTuple_GET_ITEM(fields[k], 1);
+        out = put(out, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name));
+        out = put(out, ": ", 2);
+        out = put(out, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
+        out = put(out, "\r\n", 2);
+    }
+    out = put(out, length_line, length_line_size);
+    if (chunked)
+        out = put(out, chunked_line, sizeof chunked_line - 1);
+    if (!keep_alive)
+        out = put(out, close_line, sizeof close_line - 1);
+    else if (http10)
+        out = put(out, keep_alive_line, sizeof keep_alive_line - 1);
+    out = put(out, "\r\n", 2);
+    if (chunked) {
+        if (body_size) {
+            out = put(out, chunk_size, chunk_size_len);
+            out = put(out, PyBytes_AS_STRING(body), body_size);
+            out = put(out, "\r\n", 2);
+        }
+        if (!more)
+            out = put(out, last_chunk, sizeof last_chunk - 1);
+    } else {
+        out = put(out, PyBytes_AS_STRING(body), body_size);
+    }
+    assert(out == PyBytes_AS_STRING(result) + size);
+
+    /* The framer's state as head() then body() leave it. */
+    PyObject *remaining_obj = remaining >= 0 ? PyLong_FromLongLong(remaining - body_size)
+                                             : Py_NewRef(Py_None);
+    PyObject *sent_obj = PyLong_FromSsize_t(body_size);
+    if (remaining_obj == NULL || sent_obj == NULL ||
+        PyObject_SetAttr(framer, attr_remaining, remaining_obj) < 0 ||
+        PyObject_SetAttr(framer, attr_sent, sent_obj) < 0 ||
+        PyObject_SetAttr(framer, attr_chunked, chunked ? Py_True : Py_False) < 0 ||
+        PyObject_SetAttr(framer, attr_trailers, Py_False) < 0 ||
+        PyObject_SetAttr(framer, attr_keep_alive, keep_alive ? Py_True : Py_False) < 0 ||
+        PyObject_SetAttr(framer, attr_no_body, Py_False) < 0) {
+        Py_CLEAR(result);
+    }
+    Py_XDECREF(remaining_obj);
+    Py_XDECREF(sent_obj);
+    goto done;
+decline:
+    result = Py_NewRef(Py_None);
+done:
+    for (Py_ssize_t k = 0; k < taken; k++)
+        Py_DECREF(fields[k]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"parse_head", (PyCFunction)(void (*)(void))parse_head, METH_FASTCALL, parse_head_doc},
     {"has_any_name", (PyCFunction)(void (*)(void))has_any_name, METH_FASTCALL,
      has_any_name_doc},
+    {"framer_tables", (PyCFunction)(void (*)(void))framer_tables, METH_FASTCALL,
+     framer_tables_doc},
+    {"frame_response", (PyCFunction)(void (*)(void))frame_response, METH_FASTCALL,
+     frame_response_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -529,5 +792,14 @@ PyInit__h1head(void)
     version_10 = PyUnicode_InternFromString("1.0");
     if (version_11 == NULL || version_10 == NULL)
         return NULL;
+    PyObject **attrs[6] = {&attr_chunked, &attr_keep_alive, &attr_no_body, &attr_remaining,
+                           &attr_sent, &attr_trailers};
+    const char *attr_names[6] = {"chunked", "keep_alive", "no_body", "remaining", "sent",
+                                 "trailers"};
+    for (int k = 0; k < 6; k++) {
+        *attrs[k] = PyUnicode_InternFromString(attr_names[k]);
+        if (*attrs[k] == NULL)
+            return NULL;
+    }
     return PyModule_Create(&module_def);
 }

@@ -85,6 +85,13 @@ ParseHead = Callable[[bytes, int, int, int, int, int, int], NativeHead | None]
 # Read by H1Parser.receive_data on every read: tests and comparisons set it to None.
 _native = native.load()
 parse_head: ParseHead | None = None if _native is None else _native.parse_head
+# frame_response(framer, status, headers, default_headers, method, http_version,
+# keep_alive, body_length, body, more_body): ResponseFramer.head() then .body(), joined,
+# or None where the Python framer must do it (see _h1head.c). Read by io/connection.py.
+FrameResponse = Callable[
+    ["ResponseFramer", int, Any, bytes, str, str, bool, "int | None", bytes, bool], "bytes | None"
+]
+frame_response: FrameResponse | None = None if _native is None else _native.frame_response
 
 
 class _Refuse(Exception):
@@ -820,6 +827,9 @@ def status_line(status: int) -> bytes:
 
 
 _NO_BODY_STATUS = frozenset({204, 304})
+if _native is not None:
+    # The C framer reads the pairs classify() validated and the status lines built here.
+    _native.framer_tables(PAIRS, _STATUS_LINES, PLAIN, CONTENT_LENGTH)
 _DEFAULT_NAMES = frozenset({b"server", b"date"})
 
 
