@@ -106,6 +106,10 @@ HTTP: dict[str, Row] = {
     "str-body": Row(carries_on(START, body("text")), 500, False, ("must be bytes, got str",)),
     "over-length-whole": Row(carries_on(start((b"content-length", b"2")), body(b"hello")),
                              500, False, ("sent 5 body bytes but declared Content-Length: 2",)),
+    # Two lengths would frame the response two ways for a proxy in front (RFC 9110 8.6).
+    "two-lengths": Row(carries_on(start((b"content-length", b"5"), (b"content-length", b"6")),
+                                  body(b"hello!")),
+                       500, False, ("two different Content-Length values (5 and 6)",)),
     # One message whatever the HTTP version (proto/headers.py body_length_error).
     "over-length-streamed": Row(carries_on(start((b"content-length", b"3")),
                                            body(b"he", True), body(b"llo")), 200, True,

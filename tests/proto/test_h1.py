@@ -370,6 +370,16 @@ def test_the_apps_content_length_is_enforced() -> None:
         short.body(b"ab", False)
 
 
+def test_one_content_length_line_however_often_the_app_repeats_it() -> None:
+    # Two lines would frame the response two ways for a proxy in front (RFC 9110 8.6):
+    # the same value is sent once, two different ones are refused (tests/e2e/
+    # test_app_misbehaviour.py "two-lengths" sees the 500).
+    encoded = head(ResponseFramer(), headers=[(b"content-length", b"3")] * 2)
+    assert encoded.count(b"content-length") == 1
+    with pytest.raises(AppResponseError, match=r"two different Content-Length values \(3 and 4\)"):
+        head(ResponseFramer(), headers=[(b"content-length", b"3"), (b"Content-Length", b"4")])
+
+
 @pytest.mark.parametrize(
     "headers",
     [

@@ -51,6 +51,7 @@ from pier.proto.headers import (
     check_status,
     parse_length,
     plain_body,
+    two_lengths_error,
     validate_headers,
 )
 from pier.proto.limits import H2Limits
@@ -125,6 +126,8 @@ class _Stream:
             status in (204, 304) or cycle.scope["method"] == "HEAD"
         )
         declared = next((value for name, value in fields if name == b"content-length"), None)
+        if declared is not None and sum(name == b"content-length" for name, _ in fields) > 1:
+            fields = _one_length(fields, parse_length(declared))
         if declared is None:
             self.remaining = None
             if length is not None and not no_body:
@@ -756,3 +759,20 @@ class ALPNSelector(asyncio.Protocol):
             protocol = h1_connection_class(self.ctx)(self.ctx)
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
+
+
+def _one_length(fields: list[tuple[bytes, bytes]], first: int) -> list[tuple[bytes, bytes]]:
+    """The fields with one Content-Length, or the error of two different ones (as on
+    HTTP/1.1, proto/h1.py ResponseFramer.head)."""
+    kept = []
+    seen = False
+    for name, value in fields:
+        if name == b"content-length":
+            length = parse_length(value)
+            if length != first:
+                raise two_lengths_error(first, length)
+            if seen:
+                continue
+            seen = True
+        kept.append((name, value))
+    return kept

@@ -633,6 +633,8 @@ frame_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto decline;
         }
         if (kind == kind_content_length) {
+            if (content_length >= 0)
+                goto decline;  /* a second one: the Python framer sends or refuses it */
             /* classify() checked the value is ASCII digits; int() of it, if it is small. */
             Py_ssize_t n = PyBytes_GET_SIZE(value);
             const char *digits = PyBytes_AS_STRING(value);

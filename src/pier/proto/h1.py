@@ -61,6 +61,7 @@ from pier.proto.headers import (
     classify,
     lower_name,
     plain_body,
+    two_lengths_error,
 )
 from pier.proto.limits import Limits
 
@@ -909,7 +910,12 @@ class ResponseFramer:
                 if kind is PLAIN:
                     parts += (name, b": ", value, b"\r\n")
                 elif kind is CONTENT_LENGTH:
-                    content_length = int(value)
+                    length = int(value)
+                    if content_length is not None:
+                        if length != content_length:
+                            raise two_lengths_error(content_length, length)
+                        continue  # the same value again is sent once
+                    content_length = length
                     parts += (name, b": ", value, b"\r\n")
                 elif kind is TRANSFER_ENCODING:
                     # The app asked for chunked; we do the chunking ourselves.

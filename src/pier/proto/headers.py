@@ -37,6 +37,7 @@ __all__ = [
     "lower_name",
     "parse_length",
     "plain_body",
+    "two_lengths_error",
     "validate_headers",
 ]
 
@@ -116,6 +117,15 @@ def check_value(name: bytes, value: Any) -> None:
             f"response header {name!r} value {value!r} contains CR, LF or NUL,"
             " which would split the response"
         )
+
+
+def two_lengths_error(first: int, second: int) -> AppResponseError:
+    # Two lengths would frame the response two ways for whoever reads it next (a proxy,
+    # a cache): RFC 9110 section 8.6. The same value twice is sent once.
+    return AppResponseError(
+        "http.response.start 'headers' has two different Content-Length values"
+        f" ({first} and {second})"
+    )
 
 
 def parse_length(value: bytes) -> int:
