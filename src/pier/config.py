@@ -489,6 +489,16 @@ _OPTIONS: tuple[Option, ...] = (
          "connections, instead of all workers sharing one socket", SERVER, kind="flag"),
     _row("backlog", 2048, _int_parser(1),
          "listen() backlog: connections queued before accept", SERVER, metavar="INT"),
+    # issue 13: at 1,024 connections the requests in flight trip the collector's young
+    # generation over and over (docs/performance.md, "How cost grows: traced").
+    _row("gc_threshold", 2000, _optional(_int_parser(1)),
+         "young-generation threshold of Python's cyclic garbage collector, set in each"
+         " serving process before the app is imported (Python 3.11 and 3.12 use 700,"
+         " 3.13 uses 2000); none leaves the interpreter's own", SERVER, metavar="INT"),
+    _row("gc_freeze", True, _parse_bool,
+         "after lifespan start-up, move every object then alive into the collector's"
+         " permanent generation (gc.freeze), so later collections stop walking the app's"
+         " start-up heap", SERVER, kind="flag"),
     _row("loop", "auto", _parse_str,
          "event loop; auto uses uvloop when installed (uvicorn's none and zuvloop are"
          " taken as asyncio and auto, with a log line)", SERVER,
@@ -853,6 +863,8 @@ class Config:
     uds: str | None
     fd: int | None
     backlog: int
+    gc_threshold: int | None
+    gc_freeze: bool
     loop: str
     http: str
     http2: bool

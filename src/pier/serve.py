@@ -42,6 +42,7 @@ def run_config(config: Config) -> int:
     from pier.io.server import Server
 
     server = Server(config)
+    server.tune_gc = True  # this process is pier's (pier.collector rule 1)
     notifier = _notify_systemd(server)
     try:
         server.run()

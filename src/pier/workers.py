@@ -111,6 +111,7 @@ class PierWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
         config = Config(self.wsgi, **self.pier_options())
         server = self.server = Server(config)
         server.announce = False  # gunicorn logged "Listening at" already
+        server.tune_gc = True  # a gunicorn worker process serves only this app
         server.drain_idle = DRAIN_IDLE
         server.spell_option = gunicorn_option
         if self.cfg.max_requests > 0:

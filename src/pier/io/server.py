@@ -28,6 +28,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pier.asgi.lifespan import Lifespan, command_line_option
+from pier.collector import freeze_startup_heap, set_young_threshold
 from pier.errors import PierError
 from pier.io.context import ServerContext
 from pier.io.deadlines import DeadlineSweep, resolution_for
@@ -78,6 +79,9 @@ class Server:
         """Called on the loop once the server listens (a worker tells its supervisor)."""
         self.on_stopping: Callable[[], None] | None = None
         """Called on the loop when a stop is asked for (issue 12: systemd STOPPING=1)."""
+        self.tune_gc = False
+        """Apply --gc-threshold and --gc-freeze (pier.collector): set by the entry points
+        that own the process (pier's command, pier.run(), a worker), not by embedders."""
         self.announce = True
         """Log "Listening on"; a supervisor that shares its sockets announces them itself."""
         self.drain_idle = 0.0
@@ -188,6 +192,8 @@ class Server:
         config = self.config
         loop = asyncio.get_running_loop()
         assert self._exit_event is not None
+        if self.tune_gc:
+            set_young_threshold(config.gc_threshold)
         app = load_app(
             config.app,
             factory=config.factory,
@@ -207,6 +213,9 @@ class Server:
         await self._lifespan.startup()
         if self._lifespan.supported:
             logger.info("Application startup complete.")
+        if self.tune_gc and config.gc_freeze:
+            frozen = freeze_startup_heap()
+            logger.debug("Froze %d objects alive after start-up (--gc-freeze)", frozen)
         # Installed before the first "Listening on" line: whoever waits for that line and
         # then sends SIGTERM gets a graceful stop, not the default action's exit -15.
         restore = self._install_signal_handlers(loop)

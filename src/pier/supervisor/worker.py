@@ -102,6 +102,7 @@ def run_worker(spec: WorkerSpec, control: socket.socket) -> int:
     config = spec.config
     server = WorkerServer(config)
     server.announce = False  # the supervisor announces the addresses once
+    server.tune_gc = True  # a worker process is pier's (pier.collector rule 1)
     server.drain_idle = spec.drain_idle
     server.request_limit = spec.request_limit
     server.serve_admin = False  # issue 12: the supervisor serves --metrics-bind

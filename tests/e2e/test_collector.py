@@ -1,0 +1,136 @@
+"""Python's cyclic collector and pier (issue 13; pier.collector, docs/performance.md
+"How cost grows: traced").
+
+What a user would notice: pier's own request path leaves nothing for the cyclic
+collector (every per-request object dies by reference count, so collections that high
+concurrency triggers free nothing of pier's); the pier command sets --gc-threshold
+before importing the app and freezes the start-up heap after lifespan start-up
+(--gc-freeze), both can be turned off, an app's own threshold wins, and a Server
+embedded in another program leaves the collector alone.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import socket
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from pier.types import Receive, Scope, Send
+from tests.helpers import PierProcess, recv_response, running_server
+
+REPO = Path(__file__).resolve().parents[2]
+KEEP_ALIVE_REQUESTS = (
+    b"GET /a?x=1 HTTP/1.1\r\nHost: t\r\nUser-Agent: test\r\n\r\n",
+    b"POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+)
+CLOSE_REQUEST = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+
+
+async def echo(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    await send({
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [(b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+@contextmanager
+def cyclic_garbage() -> Iterator[Counter[str]]:
+    """Within the block the collector is off; after it, the types of what a collection
+    found unreachable (gc.DEBUG_SAVEALL keeps it in gc.garbage to be named)."""
+    found: Counter[str] = Counter()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        yield found
+        gc.collect()
+        found.update(type(obj).__name__ for obj in gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_requests_leave_no_reference_cycles(loop: str) -> None:
+    with running_server(echo, loop=loop) as server, server.connect() as sock:
+        for request in KEEP_ALIVE_REQUESTS:  # warm: first-use caches, lazy imports
+            sock.sendall(request)
+            assert recv_response(sock).startswith(b"HTTP/1.1 200")
+        with cyclic_garbage() as found:
+            for request in KEEP_ALIVE_REQUESTS * 30:
+                sock.sendall(request)
+                assert recv_response(sock).startswith(b"HTTP/1.1 200")
+            # The stdlib loop's own transport keeps a bound method of itself (a cycle
+            # per closed connection that is asyncio's, not pier's): uvloop only.
+            for _ in range(20 if loop == "uvloop" else 0):
+                with server.connect() as fresh:
+                    fresh.sendall(CLOSE_REQUEST)
+                    assert recv_response(fresh).startswith(b"HTTP/1.1 200")
+                    fresh.settimeout(5)
+                    assert fresh.recv(1) == b""  # closed by the server: its objects gone
+    assert not found, f"requests left reference cycles for the collector: {found}"
+
+
+def _collector_state(*options: str, app: str = "tests.e2e.apps.gc_report:app") -> dict[str, int]:
+    process = PierProcess(app, "--port", "0", *options, cwd=REPO)
+    try:
+        port = process.wait_listening()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            response = recv_response(sock)
+        state: dict[str, int] = json.loads(response.partition(b"\r\n\r\n")[2])
+        return state
+    finally:
+        process.stop()
+
+
+def _interpreter_default_threshold() -> int:
+    code = "import gc; print(gc.get_threshold()[0])"
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True, timeout=30).stdout)
+
+
+def test_the_pier_command_raises_the_threshold_and_freezes_the_startup_heap() -> None:
+    state = _collector_state()
+    assert state["threshold"] == 2000
+    # The imported modules, pier and the app: thousands of objects no collection walks.
+    assert state["frozen"] > 10_000
+
+
+def test_both_can_be_turned_off() -> None:
+    state = _collector_state("--gc-threshold", "none", "--no-gc-freeze")
+    assert state == {"threshold": _interpreter_default_threshold(), "frozen": 0}
+    assert _collector_state("--gc-threshold", "5000")["threshold"] == 5000
+
+
+def test_an_app_that_sets_its_own_threshold_keeps_it() -> None:
+    state = _collector_state(app="tests.e2e.apps.gc_own_threshold:app")
+    assert state["threshold"] == 1234
+
+
+def test_an_embedded_server_leaves_the_collector_alone() -> None:
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+    with running_server(echo) as server, server.connect() as sock:
+        sock.sendall(KEEP_ALIVE_REQUESTS[0])
+        assert recv_response(sock).startswith(b"HTTP/1.1 200")
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, frozen)
