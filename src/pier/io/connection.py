@@ -117,43 +117,49 @@ class H1Connection(FlowControl, asyncio.Protocol):
         "transport",
     )
 
+    # Once per connection, so only what is read before connection_made or before the
+    # first request is set here (issue 13, docs/performance.md): each store costs a
+    # connection-per-request load. transport, info, _sniff and the deadline are set by
+    # connection_made; _active_head, _framer and _head_sent by _start.
+    transport: asyncio.Transport
+    info: ConnectionInfo
+    # Loop time by which the client must act (NEVER while the app has the floor);
+    # read by the server's DeadlineSweep.
+    deadline: float
+    _wait: Wait
+    # What the framing needs to know of the active request (see _Head).
+    _active_head: _Head | None
+    # The framer of the response in flight (None before its head).
+    _framer: ResponseFramer | None
+    _head_sent: bool
+    # issue 9: on cleartext with HTTP/2 on, the first bytes may be the HTTP/2 preface
+    # (prior knowledge); _sniffed holds a preface's first bytes until it is told from
+    # HTTP/1.1 (set when _sniff is).
+    _sniff: bool
+    _sniffed: bytes
+
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         self.loop = ctx.loop
         self.parser = H1Parser(ctx.limits, self)
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.info: ConnectionInfo = None  # type: ignore[assignment]  # set by connection_made
         self.closed = False
         self.write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._read_paused = False
         self._active: HTTPCycle | None = None
-        # What the framing needs to know of the active request (see _Head).
-        self._active_head: _Head | None = None
         self._reading: HTTPCycle | None = None
         # A list, not a deque: at most PIPELINE_DEPTH long, and a deque costs ~750
         # instructions more to make per connection (issue 13).
         self._queue: list[tuple[HTTPCycle, _Head]] = []
-        # The framer of the response in flight (None before its head), and the one
-        # instance every response of this connection reuses.
-        self._framer: ResponseFramer | None = None
+        # The one framer every response of this connection reuses.
         self._response_framer = ResponseFramer()
-        self._head_sent = False
         self._pending_refusal: BadRequest | None = None
         # ctx.proxy when this connection's peer is a trusted proxy, else None: the
         # peer does not change, so trust is decided once (connection_made).
         self._proxy: TrustedHosts | None = None
         self._upgrade_request: Request | None = None
-        # issue 9: on cleartext with HTTP/2 on, the first bytes may be the HTTP/2
-        # preface (prior knowledge); _sniffed holds a preface's first bytes until it is
-        # told from HTTP/1.1. _h2c holds an Upgrade: h2c request until its head ends.
-        self._sniff = False
-        self._sniffed = b""
+        # An Upgrade: h2c request, held until its head ends.
         self._h2c: tuple[bytes, Request] | None = None
-        # Loop time by which the client must act (NEVER while the app has the floor);
-        # read by the server's DeadlineSweep.
-        self.deadline = NEVER
-        self._wait = _NOTHING
         # issue 12, --metrics-bind: bytes in and out are counted here (a None check when
         # off: ~0.1% of a hello request, below bench/instructions' noise).
         self._metrics = ctx.metrics
@@ -170,8 +176,19 @@ class H1Connection(FlowControl, asyncio.Protocol):
         ctx.connections.add(self)
         ctx.total_connections += 1
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)  # type: ignore[attr-defined]
-        self.info = info = connection_info(transport, ctx)
-        self._sniff = ctx.h2_limits is not None and info.scheme == "http"
+        peer = transport.get_extra_info("peername")
+        server = ctx.server_address
+        if type(peer) is tuple and len(peer) == 2 and server is not None and not ctx.tls:
+            # connection_info()'s common case inline: one Python call fewer.
+            info = ConnectionInfo(peer, server, "http", ctx.root_path, ctx.raw_root_path, None)
+        else:
+            info = connection_info(transport, ctx, peer)
+        self.info = info
+        if ctx.h2_limits is not None and info.scheme == "http":
+            self._sniff = True
+            self._sniffed = b""
+        else:
+            self._sniff = False
         proxy = ctx.proxy
         if proxy is not None:
             # trusts_peer() with TrustedHosts' cache read inline (as apply_proxy_headers
@@ -716,9 +733,11 @@ class H1Handshake:
         return len(plain_body(reason))
 
 
-def connection_info(transport: asyncio.BaseTransport, ctx: ServerContext) -> ConnectionInfo:
-    """What the scopes of every request on this connection share (once per connection)."""
-    peer = transport.get_extra_info("peername")
+def connection_info(
+    transport: asyncio.BaseTransport, ctx: ServerContext, peer: Any
+) -> ConnectionInfo:
+    """What the scopes of every request on this connection share (once per connection),
+    given the transport's "peername"."""
     if type(peer) is tuple and len(peer) == 2:  # IPv4: (host, port) as the scope wants it
         client: tuple[str, int] | None = peer
     elif isinstance(peer, tuple) and peer:  # IPv6: (host, port, flowinfo, scope_id)

@@ -426,7 +426,7 @@ class H2Connection(FlowControl, asyncio.Protocol):
         ctx = self.ctx
         ctx.connections.add(self)
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        self.info = connection_info(transport, ctx)
+        self.info = connection_info(transport, ctx, transport.get_extra_info("peername"))
         if ctx.debug:
             logger.debug("Connection from %s %s", self.info.peer, debug_line)
         if self._upgrade is not None:
