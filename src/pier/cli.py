@@ -230,7 +230,9 @@ def print_config(config: Config) -> str:
             source = "environment " + source
         rows.append((option.name, getattr(config, option.name), source, option.secret))
     # A comment, so the listing stays a config file pier reads back.
-    return format_config(rows) + f"# C request-head parser (pier.proto._h1head): {native.state()}\n"
+    return format_config(rows) + (
+        f"# C fast paths (pier.proto._h1head: request heads, response heads): {native.state()}\n"
+    )
 
 
 def _fail(message: str, code: int, *, usage: bool = False) -> NoReturn:
