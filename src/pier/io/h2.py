@@ -125,9 +125,10 @@ class _Stream:
         no_body = self.no_body = (
             status in (204, 304) or cycle.scope["method"] == "HEAD"
         )
-        declared = next((value for name, value in fields if name == b"content-length"), None)
-        if declared is not None and sum(name == b"content-length" for name, _ in fields) > 1:
-            fields = _one_length(fields, parse_length(declared))
+        lengths = [value for name, value in fields if name == b"content-length"]
+        declared = lengths[0] if lengths else None
+        if len(lengths) > 1:
+            fields = _one_length(fields, parse_length(lengths[0]))
         if declared is None:
             self.remaining = None
             if length is not None and not no_body:

@@ -615,7 +615,6 @@ frame_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                                                         : ((PyTupleObject *)headers)->ob_item;
     for (Py_ssize_t k = 0; k < count; k++)
         fields[k] = Py_NewRef(items[k]);
-    Py_ssize_t taken = count;
     Py_ssize_t size = PyBytes_GET_SIZE(line) + PyBytes_GET_SIZE(defaults);
     long long content_length = -1;
     PyObject *result = NULL;
@@ -701,7 +700,7 @@ frame_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     char *out = PyBytes_AS_STRING(result);
     out = put(out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line));
     out = put(out, PyBytes_AS_STRING(defaults), PyBytes_GET_SIZE(defaults));
-    for (Py_ssize_t k = 0; k < taken; k++) {
+    for (Py_ssize_t k = 0; k < count; k++) {
         PyObject *name = PyTuple_GET_ITEM(fields[k], 0), *value = PyTuple_GET_ITEM(fields[k], 1);
         out = put(out, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name));
         out = put(out, ": ", 2);
@@ -748,7 +747,7 @@ frame_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 decline:
     result = Py_NewRef(Py_None);
 done:
-    for (Py_ssize_t k = 0; k < taken; k++)
+    for (Py_ssize_t k = 0; k < count; k++)
         Py_DECREF(fields[k]);
     return result;
 }
