@@ -188,7 +188,10 @@ class HTTPCycle(Wakeup):
 
     def feed_disconnect(self) -> None:
         self.disconnected = True
-        self._wake()
+        # A bodyless request answered on a closing connection ends here with nobody
+        # in receive(): the check spares a call per connection (issue 13).
+        if self._waiter is not None:
+            self._wake()
 
     def abort(self, status: int = 0) -> None:
         """The glue gave up on this request (its body was refused): nothing more is sent.

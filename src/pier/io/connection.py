@@ -90,20 +90,26 @@ _HEAD = Wait.HEAD
 _Head = tuple[str, str, bool, bool, bool]
 
 
-class H1Connection(FlowControl, asyncio.Protocol):
+class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
+    """One HTTP/1.1 connection, and the framer of its responses (one at a time, rule 2).
+
+    Its own `ResponseFramer` by inheritance rather than holding one: a framer made per
+    connection cost ~1.5k instructions in a connection-per-request load (issue 13).
+    """
+
     __slots__ = (
         "_active",
         "_active_head",
         "_close_reason",
-        "_framer",
+        "_drain_waiter",
         "_h2c",
         "_head_sent",
         "_metrics",
         "_pending_refusal",
         "_proxy",
         "_queue",
+        "_read_paused",
         "_reading",
-        "_response_framer",
         "_sniff",
         "_sniffed",
         "_upgrade_request",
@@ -115,22 +121,23 @@ class H1Connection(FlowControl, asyncio.Protocol):
         "loop",
         "parser",
         "transport",
+        "write_paused",
     )
 
     # Once per connection, so only what is read before connection_made or before the
     # first request is set here (issue 13, docs/performance.md): each store costs a
     # connection-per-request load. transport, info, _sniff and the deadline are set by
-    # connection_made; _active_head, _framer and _head_sent by _start.
+    # connection_made; _active_head and _head_sent by _start; the framer's fields by
+    # the first response's head.
     transport: asyncio.Transport
     info: ConnectionInfo
     # Loop time by which the client must act (NEVER while the app has the floor);
     # read by the server's DeadlineSweep.
     deadline: float
     _wait: Wait
-    # What the framing needs to know of the active request (see _Head).
+    # What the framing needs to know of the active request (see _Head); None between
+    # requests.
     _active_head: _Head | None
-    # The framer of the response in flight (None before its head).
-    _framer: ResponseFramer | None
     _head_sent: bool
     # issue 9: on cleartext with HTTP/2 on, the first bytes may be the HTTP/2 preface
     # (prior knowledge); _sniffed holds a preface's first bytes until it is told from
@@ -151,8 +158,6 @@ class H1Connection(FlowControl, asyncio.Protocol):
         # A list, not a deque: at most PIPELINE_DEPTH long, and a deque costs ~750
         # instructions more to make per connection (issue 13).
         self._queue: list[tuple[HTTPCycle, _Head]] = []
-        # The one framer every response of this connection reuses.
-        self._response_framer = ResponseFramer()
         self._pending_refusal: BadRequest | None = None
         # ctx.proxy when this connection's peer is a trusted proxy, else None: the
         # peer does not change, so trust is decided once (connection_made).
@@ -334,7 +339,6 @@ class H1Connection(FlowControl, asyncio.Protocol):
         self._active_head = head
         self._wait = _NOTHING
         self.deadline = NEVER
-        self._framer = None
         self._head_sent = False
         start_request(self.ctx, cycle)
 
@@ -501,7 +505,9 @@ class H1Connection(FlowControl, asyncio.Protocol):
         head = self._active_head
         assert head is not None and cycle is self._active
         method, http_version, keep_alive, accepts_trailers, _ = head
-        framer = self._framer = self._response_framer
+        # The connection is the framer (see the class docstring); head() or the C framer
+        # below set its fields for this response.
+        framer = self
         ctx = self.ctx
         trailers = cycle.trailers and accepts_trailers
         out = None
@@ -544,8 +550,8 @@ class H1Connection(FlowControl, asyncio.Protocol):
         return not framer.no_body
 
     def send_data(self, cycle: HTTPCycle, body: bytes, more_body: bool, /) -> None:
-        framer = self._framer
-        assert framer is not None and cycle is self._active
+        framer = self
+        assert self._head_sent and cycle is self._active
         if len(body) >= UNJOINED_WRITE:
             pieces = framer.body_pieces(body, more_body)
             if pieces and not self.closed:
@@ -559,8 +565,8 @@ class H1Connection(FlowControl, asyncio.Protocol):
                 metrics.sent += len(data)
 
     def send_trailers(self, cycle: HTTPCycle, headers: list[Any], /) -> None:
-        framer = self._framer
-        assert framer is not None
+        framer = self
+        assert self._head_sent and cycle is self._active
         if framer.chunked and framer.trailers:
             block = framer.trailer_block(headers)
             if not self.closed:
@@ -609,9 +615,9 @@ class H1Connection(FlowControl, asyncio.Protocol):
             self._resume_reading()
 
     def response_done(self, cycle: HTTPCycle, /) -> None:
-        framer = self._framer
+        framer = self
         head = self._active_head
-        assert framer is not None and head is not None
+        assert self._head_sent and head is not None
         ctx = self.ctx
         if ctx.access_log is not None:
             log_response(ctx, cycle)
@@ -628,7 +634,6 @@ class H1Connection(FlowControl, asyncio.Protocol):
         active = self._active
         self._active = None
         self._active_head = None
-        self._framer = None
         if active is not None and not keep_alive:
             active.feed_disconnect()
         if self.closed:

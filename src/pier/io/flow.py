@@ -7,17 +7,22 @@ Rules:
    release_writers(), so nothing waits for a transport that is gone.
 2. Reading: the protocol pauses the socket when the app has not taken what was read
    (a body or message queue past its mark) and resumes when it has.
-Subclasses set write_paused, _read_paused and _drain_waiter in __init__, and provide
-closed, loop and transport.
+Subclasses set write_paused, _read_paused and _drain_waiter in __init__ and name them
+in their own __slots__ (so that a subclass may have another slotted base: H1Connection
+is its own ResponseFramer), and provide closed, loop and transport.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 
 class FlowControl:
-    __slots__ = ("_drain_waiter", "_read_paused", "write_paused")
+    if not TYPE_CHECKING:
+        # Empty: the three fields are each subclass's slots (above). Hidden from mypy,
+        # which would otherwise hold every assignment below to this empty tuple.
+        __slots__ = ()
 
     write_paused: bool
     _read_paused: bool

@@ -126,6 +126,7 @@ class WSProtocol(FlowControl, asyncio.Protocol):
         "_close_timer",
         "_denial_head",
         "_denial_started",
+        "_drain_waiter",
         "_early",
         "_eof_sent",
         "_handshake",
@@ -136,6 +137,7 @@ class WSProtocol(FlowControl, asyncio.Protocol):
         "_ping_payload",
         "_pings",
         "_pong_owed",
+        "_read_paused",
         "_sent",
         "_shutdown_requested",
         "_started_at",
@@ -148,6 +150,7 @@ class WSProtocol(FlowControl, asyncio.Protocol):
         "session",
         "settings",
         "transport",
+        "write_paused",
         "ws",
     )
 
