@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pier.asgi.http import HTTPCycle
 from pier.asgi.proxy import TrustedHosts, apply_proxy_headers, has_proxy_headers, trusts_peer
-from pier.asgi.scope import ConnectionInfo, http_scope
+from pier.asgi.scope import ConnectionInfo, http_scope, peer_text
 from pier.io.context import ServerContext
 from pier.io.deadlines import NEVER
 from pier.io.flow import FlowControl
@@ -93,8 +93,11 @@ _Head = tuple[str, str, bool, bool, bool]
 class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
     """One HTTP/1.1 connection, and the framer of its responses (one at a time, rule 2).
 
-    Its own `ResponseFramer` by inheritance rather than holding one: a framer made per
-    connection cost ~1.5k instructions in a connection-per-request load (issue 13).
+    Its own `ResponseFramer` by inheritance rather than holding one, and its own
+    connection facts (asgi/scope.py `ConnectionFacts`: client, server, scheme, root
+    paths, extensions) rather than a `ConnectionInfo`: an object made per connection
+    cost ~1.5k (the framer) and ~2.5k (the info) instructions in a
+    connection-per-request load (issue 13).
     """
 
     __slots__ = (
@@ -114,23 +117,34 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
         "_sniffed",
         "_upgrade_request",
         "_wait",
+        "client",
         "closed",
         "ctx",
         "deadline",
-        "info",
+        "extensions",
         "loop",
         "parser",
+        "raw_root_path",
+        "root_path",
+        "scheme",
+        "server",
         "transport",
         "write_paused",
     )
 
     # Once per connection, so only what is read before connection_made or before the
     # first request is set here (issue 13, docs/performance.md): each store costs a
-    # connection-per-request load. transport, info, _sniff and the deadline are set by
+    # connection-per-request load. transport, the facts, _sniff and the deadline are set by
     # connection_made; _active_head and _head_sent by _start; the framer's fields by
     # the first response's head.
     transport: asyncio.Transport
-    info: ConnectionInfo
+    # The connection's facts for its scopes (asgi/scope.py ConnectionFacts).
+    client: tuple[str, int] | None
+    server: tuple[str, int | None] | None
+    scheme: str
+    root_path: str
+    raw_root_path: bytes
+    extensions: dict[str, Any] | None
     # Loop time by which the client must act (NEVER while the app has the floor);
     # read by the server's DeadlineSweep.
     deadline: float
@@ -183,13 +197,22 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)  # type: ignore[attr-defined]
         peer = transport.get_extra_info("peername")
         server = ctx.server_address
+        client: tuple[str, int] | None
         if type(peer) is tuple and len(peer) == 2 and server is not None and not ctx.tls:
-            # connection_info()'s common case inline: one Python call fewer.
-            info = ConnectionInfo(peer, server, "http", ctx.root_path, ctx.raw_root_path, None)
+            # connection_info()'s common case, with no object made.
+            self.client = client = peer
+            self.server = server
+            self.scheme = scheme = "http"
+            self.extensions = None
         else:
             info = connection_info(transport, ctx, peer)
-        self.info = info
-        if ctx.h2_limits is not None and info.scheme == "http":
+            self.client = client = info.client
+            self.server = info.server
+            self.scheme = scheme = info.scheme
+            self.extensions = info.extensions
+        self.root_path = ctx.root_path
+        self.raw_root_path = ctx.raw_root_path
+        if ctx.h2_limits is not None and scheme == "http":
             self._sniff = True
             self._sniffed = b""
         else:
@@ -198,7 +221,6 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
         if proxy is not None:
             # trusts_peer() with TrustedHosts' cache read inline (as apply_proxy_headers
             # does): two Python calls fewer per connection.
-            client = info.client
             trusted = proxy._cache.get(client[0] if client else None)
             if trusted if trusted is not None else trusts_peer(proxy, client):
                 self._proxy = proxy
@@ -275,7 +297,7 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
             upgrade is not None
             and upgrade == b"h2c"
             and ctx.h2_limits is not None
-            and self.info.scheme == "http"
+            and self.scheme == "http"
             and self._h2c_upgrade(
                 Request(
                     method, raw_path, query_string, headers, http_version, keep_alive,
@@ -301,7 +323,7 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
             )
             return True
         scope = http_scope(
-            self.info, ctx.lifespan_state, method, http_version, raw_path, query_string, headers
+            self, ctx.lifespan_state, method, http_version, raw_path, query_string, headers
         )
         proxy = self._proxy
         if proxy is not None and has_proxy_headers(headers):
@@ -417,21 +439,29 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
         if self.ctx.debug:
             logger.debug(
                 "Connection from %s upgraded to WebSocket for %s",
-                self.info.peer,
+                self.peer,
                 escape(request.raw_path),
             )
         handler(
             transport=self.transport,
             request=request,
-            info=self.info,
+            info=ConnectionInfo(
+                self.client, self.server, self.scheme, self.root_path, self.raw_root_path,
+                self.extensions,
+            ),
             data=data,
             answer=H1Handshake(self.ctx, self.transport, request),
         )
 
+    @property
+    def peer(self) -> str:
+        """Who is on the other end, for log lines."""
+        return peer_text(self.client)
+
     def on_bad_request(self, refusal: BadRequest) -> None:
         logger.info(
             "Refused a request from %s: %s (HTTP %d)",
-            self.info.peer,
+            self.peer,
             refusal.reason,
             refusal.status,
         )
@@ -480,7 +510,7 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
             logger.info(
                 "Closed a connection from %s: the request head did not arrive within %ss"
                 " (--timeout-request-header)",
-                self.info.peer,
+                self.peer,
                 self.ctx.timeout_request_header,
             )
             self.transport.write(plain_response(408, "Request Timeout", self.ctx.default_headers))
@@ -675,12 +705,12 @@ class DebugH1Connection(H1Connection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        logger.debug("Connection from %s opened", self.info.peer)
+        logger.debug("Connection from %s opened", self.peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         logger.debug(
             "Connection from %s closed: %s",
-            self.info.peer,
+            self.peer,
             getattr(self, "_close_reason", None)
             or ("by the client" if exc is None else f"lost ({exc or type(exc).__name__})"),
         )
@@ -693,7 +723,7 @@ class DebugH1Connection(H1Connection):
 
     def _finish_active(self, keep_alive: bool) -> None:
         if keep_alive and not self.closed and not self.ctx.shutting_down:
-            logger.debug("Connection from %s kept alive for its next request", self.info.peer)
+            logger.debug("Connection from %s kept alive for its next request", self.peer)
         super()._finish_active(keep_alive)
 
 
