@@ -495,6 +495,11 @@ _OPTIONS: tuple[Option, ...] = (
          "young-generation threshold of Python's cyclic garbage collector, set in each"
          " serving process before the app is imported (Python 3.11 and 3.12 use 700,"
          " 3.13 uses 2000); none leaves the interpreter's own", SERVER, metavar="INT"),
+    _row("gc_threshold_per_connection", 32, _int_parser(0),
+         "raise the young-generation threshold, once a second, to this many objects per"
+         " open connection (never above 100,000 from this; --gc-threshold stays the"
+         " floor), so that the requests in flight do not trip collections; 0 keeps"
+         " --gc-threshold fixed", SERVER, metavar="INT"),
     _row("gc_freeze", True, _parse_bool,
          "after lifespan start-up, move every object then alive into the collector's"
          " permanent generation (gc.freeze), so later collections stop walking the app's"
@@ -864,6 +869,7 @@ class Config:
     fd: int | None
     backlog: int
     gc_threshold: int | None
+    gc_threshold_per_connection: int
     gc_freeze: bool
     loop: str
     http: str

@@ -5,8 +5,9 @@ What a user would notice: pier's own request path leaves nothing for the cyclic
 collector (every per-request object dies by reference count, so collections that high
 concurrency triggers free nothing of pier's); the pier command sets --gc-threshold
 before importing the app and freezes the start-up heap after lifespan start-up
-(--gc-freeze), both can be turned off, an app's own threshold wins, and a Server
-embedded in another program leaves the collector alone.
+(--gc-freeze), both can be turned off, an app's own threshold wins, the threshold
+rises and falls with the connections open (--gc-threshold-per-connection), and a
+Server embedded in another program leaves the collector alone.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from pier.collector import YOUNG_THRESHOLD_CEILING, YoungThreshold
 from pier.types import Receive, Scope, Send
 from tests.helpers import PierProcess, recv_response, running_server
 
@@ -91,17 +94,31 @@ def test_requests_leave_no_reference_cycles(loop: str) -> None:
     assert not found, f"requests left reference cycles for the collector: {found}"
 
 
+def _ask_state(sock: socket.socket) -> dict[str, int]:
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    response = recv_response(sock)
+    state: dict[str, int] = json.loads(response.partition(b"\r\n\r\n")[2])
+    return state
+
+
 def _collector_state(*options: str, app: str = "tests.e2e.apps.gc_report:app") -> dict[str, int]:
     process = PierProcess(app, "--port", "0", *options, cwd=REPO)
     try:
-        port = process.wait_listening()
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-            response = recv_response(sock)
-        state: dict[str, int] = json.loads(response.partition(b"\r\n\r\n")[2])
-        return state
+        with socket.create_connection(("127.0.0.1", process.wait_listening()), timeout=10) as sock:
+            return _ask_state(sock)
     finally:
         process.stop()
+
+
+def _threshold_becomes(sock: socket.socket, expected: int, within: float = 10.0) -> int:
+    """The young threshold once it is `expected` (pier follows once a second), or the
+    last one seen when `within` seconds pass first."""
+    deadline = time.monotonic() + within
+    while True:
+        threshold = _ask_state(sock)["threshold"]
+        if threshold == expected or time.monotonic() > deadline:
+            return threshold
+        time.sleep(0.05)  # between polls of an observable state, not a synchronisation
 
 
 def _interpreter_default_threshold() -> int:
@@ -126,6 +143,60 @@ def test_both_can_be_turned_off() -> None:
 def test_an_app_that_sets_its_own_threshold_keeps_it() -> None:
     state = _collector_state(app="tests.e2e.apps.gc_own_threshold:app")
     assert state["threshold"] == 1234
+
+
+def _connections(port: int, count: int) -> list[socket.socket]:
+    return [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
+
+
+def test_the_threshold_rises_with_open_connections_and_falls_when_they_close() -> None:
+    process = PierProcess("tests.e2e.apps.gc_report:app", "--port", "0",
+                          "--gc-threshold-per-connection", "50", cwd=REPO)
+    try:
+        asking, *idle = _connections(process.wait_listening(), 101)
+        with asking:
+            try:
+                # 101 connections x 50 objects: above the 2000 floor.
+                assert _threshold_becomes(asking, 101 * 50) == 101 * 50
+            finally:
+                for sock in idle:
+                    sock.close()
+            assert _threshold_becomes(asking, 2000) == 2000  # the floor again
+    finally:
+        process.stop()
+
+
+def test_a_fixed_threshold_does_not_follow_connections() -> None:
+    process = PierProcess("tests.e2e.apps.gc_report:app", "--port", "0",
+                          "--gc-threshold-per-connection", "0", cwd=REPO)
+    try:
+        connections = _connections(process.wait_listening(), 101)
+        try:
+            # Longer than a following server takes (above, once a second): still put.
+            assert _threshold_becomes(connections[0], 101 * 50, within=2.5) == 2000
+        finally:
+            for sock in connections:
+                sock.close()
+    finally:
+        process.stop()
+
+
+def test_following_stops_for_good_once_someone_else_sets_the_threshold() -> None:
+    saved = gc.get_threshold()
+    try:
+        young = YoungThreshold(floor=2000, per_connection=32)
+        gc.set_threshold(2000, *saved[1:])
+        young.follow(1_000)
+        assert gc.get_threshold()[0] == 32_000
+        young.follow(1_000_000)
+        assert gc.get_threshold()[0] == YOUNG_THRESHOLD_CEILING
+        gc.set_threshold(1234, *saved[1:])  # the app's own, at run time
+        young.follow(10)
+        young.follow(5_000)
+        assert gc.get_threshold()[0] == 1234
+        assert not young.following
+    finally:
+        gc.set_threshold(*saved)
 
 
 def test_an_embedded_server_leaves_the_collector_alone() -> None:

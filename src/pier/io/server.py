@@ -28,7 +28,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pier.asgi.lifespan import Lifespan, command_line_option
-from pier.collector import freeze_startup_heap, set_young_threshold
+from pier.collector import YoungThreshold, freeze_startup_heap, set_young_threshold
 from pier.errors import PierError
 from pier.io.context import ServerContext
 from pier.io.deadlines import DeadlineSweep, resolution_for
@@ -69,6 +69,8 @@ class Server:
         self.ctx: ServerContext | None = None
         self._lifespan: Lifespan | None = None
         self._date_timer: asyncio.TimerHandle | None = None
+        self._young: YoungThreshold | None = None
+        self._young_timer: asyncio.TimerHandle | None = None
         self._sweep: DeadlineSweep | None = None
         # --- hooks for a worker process (issue 5: pier.supervisor, pier.workers) ----------
         self.ssl_context: ssl.SSLContext | None = None  # built from --ssl-* in serve()
@@ -192,8 +194,9 @@ class Server:
         config = self.config
         loop = asyncio.get_running_loop()
         assert self._exit_event is not None
-        if self.tune_gc:
+        if self.tune_gc and config.gc_threshold is not None:
             set_young_threshold(config.gc_threshold)
+            self._young = YoungThreshold(config.gc_threshold, config.gc_threshold_per_connection)
         app = load_app(
             config.app,
             factory=config.factory,
@@ -238,6 +241,8 @@ class Server:
                 resolution_for(config.timeout_keep_alive, config.timeout_request_header),
             )
             self._sweep.start()
+            if self._young is not None and self._young.following:
+                self._follow_connections(ctx)
             self.started = True
             self._started_flag.set()
             if self.on_started is not None:
@@ -393,6 +398,14 @@ class Server:
         now = loop.time()
         self._date_timer = loop.call_at(int(now) + 1.0, self._refresh_date, ctx)
 
+    def _follow_connections(self, ctx: ServerContext) -> None:
+        """Once a second: the young threshold for the connections open (pier.collector)."""
+        young = self._young
+        assert young is not None
+        young.follow(len(ctx.connections))
+        if young.following:
+            self._young_timer = ctx.loop.call_later(1.0, self._follow_connections, ctx)
+
     async def _listen(self, ctx: ServerContext, sockets: list[socket.socket]) -> None:
         loop = ctx.loop
         factory = connection_factory(
@@ -471,6 +484,8 @@ class Server:
         logger.info("Shutting down")
         if self._date_timer is not None:
             self._date_timer.cancel()
+        if self._young_timer is not None:
+            self._young_timer.cancel()
         for server in self.servers:
             server.close()
         ctx.shutting_down = True
