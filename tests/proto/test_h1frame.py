@@ -130,6 +130,42 @@ def test_a_pair_not_yet_validated_is_left_to_the_python_framer() -> None:
                  body_length=0, body=b"", more=False)
 
 
+@pytest.mark.parametrize("size", [9, 10, 15, 16, 255, 256, 4095, 10000, 16383])
+@pytest.mark.parametrize("more", [True, False])
+def test_lengths_and_chunk_sizes_are_written_in_full(size: int, more: bool) -> None:
+    # The C framer writes the Content-Length line and a chunk's size line by hand:
+    # every digit (decimal, and lower-case hex for chunks) as the Python framer does.
+    headers = [(b"content-type", b"application/octet-stream")]
+    assert check(200, lambda: list(headers), method="GET", version="1.1", keep_alive=True,
+                 body_length=None if more else size, body=b"x" * size, more=more)
+
+
+class WatchedFramer(ResponseFramer):
+    """A framer whose attribute stores are seen: the C framer must not bypass them."""
+
+    __slots__ = ("stores",)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name != "stores":
+            self.stores = getattr(self, "stores", 0) + 1
+        super().__setattr__(name, value)
+
+
+def test_a_framer_class_with_its_own_setattr_is_set_through_it() -> None:
+    # The C framer stores the framer's fields at their slots only for a class without
+    # a __setattr__ of its own; any other goes through setattr, as Python would.
+    assert FRAME is not None
+    framer = WatchedFramer()
+    framer.stores = 0
+    headers = [(b"content-type", b"text/plain")]
+    ResponseFramer().head(200, headers, method="GET", http_version="1.1", keep_alive=True,
+                          default_headers=DEFAULTS, body_length=2)  # validates the pair
+    out = FRAME(framer, 200, headers, DEFAULTS, "GET", "1.1", True, 2, b"ok", False)
+    assert out is not None and out.endswith(b"content-length: 2\r\n\r\nok")
+    assert framer.stores == len(STATE)
+    assert (framer.remaining, framer.sent, framer.keep_alive) == (0, 2, True)
+
+
 # --- the differential property ------------------------------------------------------------
 
 GOOD_PAIRS: list[Any] = [
