@@ -277,3 +277,31 @@ def test_websocket_sessions_and_their_bytes_are_counted() -> None:
     assert after["pier_connections_open{protocol=websocket}"] == 1
     assert after["pier_received_bytes_total{}"] - before["pier_received_bytes_total{}"] >= 1000
     assert after["pier_sent_bytes_total{}"] - before["pier_sent_bytes_total{}"] >= 1000
+
+
+def test_sent_bytes_count_large_and_streamed_bodies() -> None:
+    # Pieces of 16 KiB and more are written as separate buffers (writelines), with no
+    # joined copy; they are bytes sent all the same.
+    piece = b"b" * (64 * 1024)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        streamed = scope["path"] == "/streamed"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": piece, "more_body": streamed})
+        if streamed:
+            await send({"type": "http.response.body", "body": piece})
+
+    with running_server(app, metrics_bind="127.0.0.1:0", lifespan="off") as server:
+        admin = server.server.admin
+        assert admin is not None
+        port = int(admin.url.rsplit(":", 1)[1])
+        with httpx.Client(base_url=server.url) as client:
+            before = scrape(port)["pier_sent_bytes_total{}"]
+            assert client.get("/whole").content == piece
+            middle = scrape(port)["pier_sent_bytes_total{}"]
+            assert client.get("/streamed").content == piece * 2
+            after = scrape(port)["pier_sent_bytes_total{}"]
+    assert middle - before > len(piece)
+    assert after - middle > 2 * len(piece)

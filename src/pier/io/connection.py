@@ -567,7 +567,7 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
                 pieces = framer.body_pieces(body, more_body)
                 if not self.closed:
                     # One writev, the body not copied into a joined buffer.
-                    self.transport.writelines((head_bytes, *pieces))
+                    self._writelines((head_bytes, *pieces))
                 return not framer.no_body
             data = framer.body(body, more_body)
             out = head_bytes + data if data else head_bytes
@@ -585,7 +585,7 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
         if len(body) >= UNJOINED_WRITE:
             pieces = framer.body_pieces(body, more_body)
             if pieces and not self.closed:
-                self.transport.writelines(pieces)
+                self._writelines(pieces)
             return
         data = framer.body(body, more_body)
         if data and not self.closed:
@@ -659,6 +659,13 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
         self._finish_active(keep_alive)
 
     # Internals -------------------------------------------------------------------------
+
+    def _writelines(self, pieces: tuple[bytes, ...]) -> None:
+        """Pieces in one writev (transport.writelines), counted as bytes sent."""
+        self.transport.writelines(pieces)
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.sent += sum(map(len, pieces))
 
     def _finish_active(self, keep_alive: bool) -> None:
         active = self._active
