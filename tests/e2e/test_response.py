@@ -130,6 +130,38 @@ def test_large_streamed_pieces_arrive_whole_and_in_order(loop: str) -> None:
         assert conn.request("GET", "/").body == b"".join([*pieces, pieces[0]])
 
 
+def _write_syscalls(thread: threading.Thread) -> int:
+    """write/writev syscalls a thread has made (its task's syscw; send/sendmsg, which
+    the standard loop uses, are not counted there: uvloop writes with writev)."""
+    io = Path(f"/proc/self/task/{thread.native_id}/io").read_text()
+    return int(io.split("syscw:")[1].split()[0])
+
+
+@pytest.mark.parametrize(("size", "count"), [(1024, 16), (32 * 1024, 4)])
+def test_pieces_streamed_in_one_go_are_written_in_one_go(size: int, count: int) -> None:
+    # An app that streams without yielding between sends (the transport takes it all)
+    # has its pieces written together at the end of the loop's turn: one writev, not
+    # one per send() (issue 13: the server's kernel time; a 64 KiB piece with its chunk
+    # framing was a syscall and two TCP segments of its own).
+    pieces = [bytes([65 + i]) * size for i in range(count)]
+
+    @http_app
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for piece in pieces:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    pytest.importorskip("uvloop", reason="counts uvloop's writev calls")
+    with running_server(app, loop="uvloop") as server, Conn.open(server) as conn:
+        assert conn.request("GET", "/").body == b"".join(pieces)
+        before = _write_syscalls(server.thread)
+        response = conn.request("GET", "/")
+        writes = _write_syscalls(server.thread) - before
+    assert response.body == b"".join(pieces)
+    assert writes == 1, f"{count} pieces took {writes} write syscalls"
+
+
 def test_http_1_0_streaming_response_is_close_delimited() -> None:
     @http_app
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
