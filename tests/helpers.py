@@ -104,12 +104,12 @@ class PierProcess:
     """`python -m pier ARGS` as a subprocess; `.port` once it logged where it listens."""
 
     def __init__(self, *args: str, cwd: str | Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, python: str = sys.executable) -> None:
         full_env = dict(os.environ)
         full_env["PYTHONUNBUFFERED"] = "1"
         if env:
             full_env.update(env)
-        self.args = [sys.executable, "-m", "pier", *args]
+        self.args = [python, "-m", "pier", *args]
         self.proc = subprocess.Popen(
             self.args, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True,

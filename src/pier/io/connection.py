@@ -716,7 +716,7 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
             if len(pieces) == 1:
                 self.transport.write(pieces[0])  # cheaper than writelines for one
             else:
-                self.transport.writelines(pieces)
+                self.write_pieces(pieces)  # writelines, and the pause it owes (FlowControl)
             metrics = self._metrics
             if metrics is not None:
                 metrics.sent += sum(map(len, pieces))

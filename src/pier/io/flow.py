@@ -15,6 +15,7 @@ is its own ResponseFramer), and provide closed, loop and transport.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 
@@ -40,6 +41,22 @@ class FlowControl:
         if self._read_paused and not self.closed:
             self._read_paused = False
             self.transport.resume_reading()
+
+    def write_pieces(self, pieces: Iterable[bytes]) -> None:
+        """transport.writelines(pieces), and the pause it owes the protocol.
+
+        asyncio's own socket transport (Python 3.12.0-3.12.8, 3.13.0-3.13.1: CPython
+        gh-127655) buffers what writelines() cannot send at once without checking its
+        high-water mark, so pause_writing() never came and an app streaming to a client
+        that does not read filled the server's memory. The check is the transport's
+        own; uvloop's transports and fixed Pythons pause by themselves, and have it as a
+        no-op or not at all.
+        """
+        transport = self.transport
+        transport.writelines(pieces)
+        check = getattr(transport, "_maybe_pause_protocol", None)
+        if check is not None:
+            check()
 
     def pause_writing(self) -> None:
         self.write_paused = True
