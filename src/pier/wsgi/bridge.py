@@ -32,6 +32,7 @@ import stat
 import threading
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Iterator
+from threading import get_ident
 from types import TracebackType
 from typing import Any, cast
 
@@ -179,12 +180,19 @@ class _Exchange(Wakeup):
         "wake_pending",
     )
 
-    def __init__(self, adapter: WSGIAdapter, scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(
+        self,
+        adapter: WSGIAdapter,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self.adapter = adapter
         self.scope = scope
         self.receive = receive
         self.send = send
-        self.loop = asyncio.get_running_loop()
+        self.loop = loop
         self._waiter: asyncio.Future[None] | None = None
         self.outbox: deque[Any] = deque()
         self.wake_pending = False
@@ -232,6 +240,14 @@ class _Exchange(Wakeup):
         except asyncio.CancelledError:
             self._abort()
             raise
+
+    async def _wait(self) -> None:
+        # Wakeup._wait asks asyncio for the running loop, a getpid() syscall per call
+        # on 3.11: this exchange holds its loop already.
+        waiter = self._waiter
+        if waiter is None:
+            waiter = self._waiter = self.loop.create_future()
+        await waiter
 
     def _abort(self) -> None:
         self.aborted = True
@@ -407,11 +423,15 @@ def _check_chunk(chunk: object) -> None:
 class WSGIAdapter:
     """Serves a WSGI app through pier's ASGI request lifecycle."""
 
-    __slots__ = ("app", "environ", "pool")
+    __slots__ = ("_loop", "_loop_thread", "app", "environ", "pool")
     interface = "WSGI"  # how pier's error lines name the app's kind
 
     def __init__(self, app: Any, *, threads: int = DEFAULT_THREADS, multiprocess: bool = False):
         self.app = app
+        # The loop serving this adapter and its thread, remembered: on 3.11
+        # asyncio.get_running_loop() makes a getpid() syscall per call.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         self.pool = ThreadPool(threads)
         self.environ = EnvironBuilder(
             errors=default_errors(), file_wrapper=FileWrapper, multiprocess=multiprocess
@@ -420,7 +440,12 @@ class WSGIAdapter:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await _Exchange(self, scope, receive, send).serve()
+            loop = self._loop
+            if loop is None or self._loop_thread != get_ident() or not loop.is_running():
+                # A loop running in this thread is the running loop (one at a time).
+                loop = self._loop = asyncio.get_running_loop()
+                self._loop_thread = get_ident()
+            await _Exchange(self, scope, receive, send, loop).serve()
         elif kind == "lifespan":
             while True:
                 message = await receive()
