@@ -148,7 +148,7 @@ def _server(scope: Scope, host: str | None) -> tuple[str, str]:
     return "localhost", _DEFAULT_PORTS.get(scheme, "80")
 
 
-# Header-name and server-address translations kept per adapter: clients repeat the
+# Header-name translations and environ templates kept per adapter: clients repeat the
 # same few names. Bounded, so a client sending endless distinct names cannot grow them.
 _CACHE_LIMIT = 512
 _DROPPED = ""  # cached translation of a header name that never reaches the environ
@@ -162,7 +162,7 @@ class EnvironBuilder:
     `HTTP_ACCEPT_ENCODING`) and remembered.
     """
 
-    __slots__ = ("_base", "_names", "_servers")
+    __slots__ = ("_base", "_names", "_templates")
 
     def __init__(self, *, errors: Any, file_wrapper: Any, multiprocess: bool) -> None:
         self._base: dict[str, Any] = {
@@ -178,11 +178,33 @@ class EnvironBuilder:
             "wsgi.file_wrapper": file_wrapper,
         }
         self._names: dict[bytes, str] = {}
-        self._servers: dict[Any, tuple[str, str]] = {}
+        # The base plus what one listening address, scheme and HTTP version fix
+        # (SERVER_NAME, SERVER_PORT, SERVER_PROTOCOL, wsgi.url_scheme): one copy per
+        # request instead of a lookup and a store for each.
+        self._templates: dict[tuple[Any, str, str], dict[str, Any]] = {}
+
+    def _template(self, scope: Scope, server: Any, scheme: str, version: str) -> dict[str, Any]:
+        template = self._base.copy()
+        template["SERVER_PROTOCOL"] = "HTTP/" + version
+        template["wsgi.url_scheme"] = scheme
+        if server and server[1] is not None:
+            template["SERVER_NAME"], template["SERVER_PORT"] = _server(scope, None)
+            if len(self._templates) < _CACHE_LIMIT:
+                self._templates[(server, scheme, version)] = template
+        return template
 
     def build(self, scope: Scope, fetch: Callable[[], Message]) -> dict[str, Any]:
         """The environ for scope; wsgi.input reads through fetch()."""
-        environ = self._base.copy()
+        server = scope.get("server")
+        scheme: str = scope.get("scheme", "http")
+        version: str = scope.get("http_version", "1.1")
+        try:
+            template = self._templates.get((server, scheme, version))
+        except TypeError:  # an unhashable server (a list): not remembered
+            template = None
+        if template is None:
+            template = self._template(scope, server, scheme, version)
+        environ = template.copy()
         raw_path: bytes | None = scope.get("raw_path")
         if raw_path is None:
             raw_path = scope["path"].encode("utf-8")
@@ -197,8 +219,6 @@ class EnvironBuilder:
         environ["REQUEST_METHOD"] = scope["method"]
         environ["PATH_INFO"] = raw_path.decode("latin-1")
         environ["QUERY_STRING"] = scope.get("query_string", b"").decode("latin-1")
-        environ["SERVER_PROTOCOL"] = "HTTP/" + scope.get("http_version", "1.1")
-        environ["wsgi.url_scheme"] = scope.get("scheme", "http")
         names = self._names
         for raw_name, raw_value in scope["headers"]:
             key = names.get(raw_name)
@@ -212,13 +232,11 @@ class EnvironBuilder:
             if key in environ:
                 value = environ[key] + _JOIN.get(key, ",") + value
             environ[key] = value
-        server = scope.get("server")
-        address = self._servers.get(server) if server is not None else None
-        if address is None:
-            address = _server(scope, environ.get("HTTP_HOST"))
-            if server is not None and server[1] is not None and len(self._servers) < _CACHE_LIMIT:
-                self._servers[server] = address
-        environ["SERVER_NAME"], environ["SERVER_PORT"] = address
+        if "SERVER_NAME" not in environ:
+            # A Unix socket (or no server in the scope): the Host header names the site.
+            environ["SERVER_NAME"], environ["SERVER_PORT"] = _server(
+                scope, environ.get("HTTP_HOST")
+            )
         client = scope.get("client")
         if client:
             environ["REMOTE_ADDR"] = client[0]
