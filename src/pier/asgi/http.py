@@ -174,12 +174,17 @@ class HTTPCycle(Wakeup):
         """The client waits for 100 Continue and the app never asked for the body."""
         return self._continue_pending
 
-    def feed_body(self, data: bytes) -> None:
+    def feed_body(self, data: bytes) -> int:
+        """Buffer a piece of the request body; returns the bytes now buffered (what the
+        glue's flow control compares with its mark: the `buffered` property costs a
+        call more per piece)."""
         if self.phase is _DONE:
-            return  # the app answered without reading the body; drop the rest
+            return 0  # the app answered without reading the body; drop the rest
         self._body.append(data)
-        self._buffered += len(data)
-        self._wake()
+        buffered = self._buffered = self._buffered + len(data)
+        if self._waiter is not None:  # _wake() only when someone waits: a call fewer
+            self._wake()
+        return buffered
 
     def feed_end(self) -> None:
         self._more_body = False
@@ -266,7 +271,7 @@ class HTTPCycle(Wakeup):
                     self._buffered -= len(body)
                 else:
                     body = b""
-                more = self._more_body or bool(chunks)
+                more = self._more_body or len(chunks) > 0
                 if not more:
                     self._body_delivered = True
                 elif not chunks:
@@ -339,8 +344,10 @@ class HTTPCycle(Wakeup):
                     "http.response.start needs a 'status' key (an int such as 200)"
                 ) from None
             self.headers = message.get("headers", ())
-            self.trailers = bool(message.get("trailers", False))
+            # Not bool(): a call costs ~100 instructions more per response.
+            self.trailers = True if message.get("trailers") else False  # noqa: SIM210
             self.phase = _BODY_FIRST
+            return  # nothing was written: no completion or back-pressure to look at
         elif kind == "http.response.trailers":
             if phase is not _TRAILERS:
                 raise self._unexpected(kind)

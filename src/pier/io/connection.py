@@ -353,10 +353,12 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
 
     def on_body(self, data: bytes) -> None:
         cycle = self._reading
-        if cycle is not None:
-            cycle.feed_body(data)
-            if cycle.buffered > BODY_HIGH_WATER and not self._read_paused:
-                self._pause_reading()
+        if (
+            cycle is not None
+            and cycle.feed_body(data) > BODY_HIGH_WATER
+            and not self._read_paused
+        ):
+            self._pause_reading()
 
     def on_end(self) -> None:
         cycle = self._reading

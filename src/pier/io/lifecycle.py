@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from bisect import bisect_left
 from collections.abc import Iterable
 from time import perf_counter
@@ -70,6 +71,8 @@ FIRST_BUCKET = BUCKETS[0]
 _DONE = Phase.DONE
 _START = Phase.START
 _BODY_FIRST = Phase.BODY_FIRST
+# Tasks start eagerly on 3.12 (io/tasks.py): only there can one be done when made.
+_EAGER = sys.version_info >= (3, 12)
 
 
 def start_request(ctx: ServerContext, cycle: HTTPCycle) -> None:
@@ -83,9 +86,10 @@ def start_request(ctx: ServerContext, cycle: HTTPCycle) -> None:
         cycle.answer_plainly(503, "Service Unavailable: too many concurrent requests")
         return
     task = ctx.start_task(run_app(ctx, cycle))
-    if not task.done():  # an eagerly started app may already have finished
-        cycle.task = task
-        ctx.tasks.add(task)
+    if _EAGER and task.done():  # an eagerly started app may already have finished
+        return
+    cycle.task = task
+    ctx.tasks.add(task)
 
 
 async def run_app(ctx: ServerContext, cycle: HTTPCycle) -> None:
