@@ -561,7 +561,16 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
         if out is not None:
             self._head_sent = True
         else:
-            head_bytes = framer.head(
+            large = len(body) >= UNJOINED_WRITE
+            if large and frame_response is not None and not trailers:
+                # A large body: the C framer frames it as an empty one that more follows
+                # (the head alone, ~7k instructions fewer than head()); the body goes
+                # beside it unjoined, below. None: head() as for any other.
+                out = frame_response(
+                    framer, status, headers, ctx.default_headers, method, http_version,
+                    keep_alive and not ctx.shutting_down, length, b"", True,
+                )
+            head_bytes = out if out is not None else framer.head(
                 status,
                 headers,
                 method=method,
@@ -573,7 +582,7 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
                 trailers=trailers,
             )
             self._head_sent = True
-            if len(body) >= UNJOINED_WRITE:
+            if large:
                 # The body not copied into a joined buffer: written as pieces.
                 pieces = (head_bytes, *framer.body_pieces(body, more_body))
                 if more_body:
