@@ -550,32 +550,27 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
         framer = self
         ctx = self.ctx
         trailers = cycle.trailers and accepts_trailers
+        keep_alive = keep_alive and not ctx.shutting_down
+        large = len(body) >= UNJOINED_WRITE
         out = None
-        if frame_response is not None and not trailers and len(body) < UNJOINED_WRITE:
+        if frame_response is not None and not trailers:
             # The C framer (proto/_h1head.c): head and body in one call, ~8k instructions
-            # fewer per hello response; None leaves the response to the Python framer.
+            # fewer per hello response. A large body is framed as an empty first piece
+            # that more follows (the head alone) and goes beside it unjoined, below.
+            # None leaves the response to the Python framer.
             out = frame_response(
                 framer, status, headers, ctx.default_headers, method, http_version,
-                keep_alive and not ctx.shutting_down, length, body, more_body,
+                keep_alive, length, b"" if large else body, large or more_body,
             )
-        if out is not None:
+        if out is not None and not large:
             self._head_sent = True
         else:
-            large = len(body) >= UNJOINED_WRITE
-            if large and frame_response is not None and not trailers:
-                # A large body: the C framer frames it as an empty one that more follows
-                # (the head alone, ~7k instructions fewer than head()); the body goes
-                # beside it unjoined, below. None: head() as for any other.
-                out = frame_response(
-                    framer, status, headers, ctx.default_headers, method, http_version,
-                    keep_alive and not ctx.shutting_down, length, b"", True,
-                )
             head_bytes = out if out is not None else framer.head(
                 status,
                 headers,
                 method=method,
                 http_version=http_version,
-                keep_alive=keep_alive and not ctx.shutting_down,
+                keep_alive=keep_alive,
                 default_headers=ctx.default_headers,
                 # Trailers need chunked framing, even for a body sent whole.
                 body_length=None if trailers else length,
