@@ -101,9 +101,14 @@ class ServerContext:
     first_wait: float = field(init=False)
 
     def __post_init__(self) -> None:
-        self.start_task = task_starter(self.loop, fresh_context=self.reset_contextvars)
+        self.choose_task_starter()
         self.raw_root_path = self.root_path.encode("utf-8")
         self.first_wait = min(self.timeout_keep_alive, self.timeout_request_header)
+
+    def choose_task_starter(self) -> None:
+        """Decide how app Tasks start (io/tasks.py): when the context is made, and again
+        once lifespan startup has run, where an app may set the loop's task factory."""
+        self.start_task = task_starter(self.loop, fresh_context=self.reset_contextvars)
 
     def over_capacity(self) -> bool:
         # Counts requests in flight (app tasks), not connections: idle keep-alive

@@ -216,6 +216,7 @@ class Server:
         await self._lifespan.startup()
         if self._lifespan.supported:
             logger.info("Application startup complete.")
+        ctx.choose_task_starter()
         if self.tune_gc and config.gc_freeze:
             frozen = freeze_startup_heap()
             logger.debug("Froze %d objects alive after start-up (--gc-freeze)", frozen)

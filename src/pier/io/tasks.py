@@ -1,7 +1,9 @@
 """Starting the Task that runs an app for one request or session.
 
 Rules: one place decides how app Tasks start, so HTTP and WebSocket glue start them
-the same way; on Python >= 3.12 they start eagerly.
+the same way (ServerContext.start_task). A task factory on the loop when serving starts
+makes them, as `loop.create_task` would; without one, pier makes the Task itself, and
+on Python >= 3.12 starts it eagerly.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 def task_starter(
     loop: asyncio.AbstractEventLoop, *, fresh_context: bool = False
 ) -> Callable[[Any], asyncio.Task[None]]:
-    """How to start the app's Task for a request on this loop.
+    """How to start the app's Task for a request on this loop, as it is now.
 
     `fresh_context` (--reset-contextvars): each Task runs in an empty
     contextvars.Context instead of a copy of the server's.
@@ -29,19 +31,17 @@ def task_starter(
             return contextvars.Context().run(start, coro)
 
         return start_fresh
+    if loop.get_task_factory() is not None:
+        # Set by the app or its libraries, e.g. an error tracker's asyncio integration
+        # set up in lifespan startup: every app Task must be the factory's.
+        return loop.create_task
     if sys.version_info >= (3, 12):
         # Eager start runs the app up to its first real suspension right here, as a
         # proper Task (current_task(), timeouts and cancel scopes all work), saving a
         # trip through the event loop per request.
         return functools.partial(asyncio.Task, loop=loop, eager_start=True)
-    # The Task made directly, as on 3.12 (so a loop's task factory is not consulted on
-    # either): uvloop's create_task() makes the same Task through a keyword call of its
-    # own, ~700 instructions more per request (callgrind, issue 13).
+    # The Task made directly, as on 3.12: uvloop's create_task() makes the same Task
+    # through a keyword call of its own, ~700 instructions more per request (callgrind,
+    # issue 13).
     return functools.partial(asyncio.Task, loop=loop)
 
-
-def start_task(
-    loop: asyncio.AbstractEventLoop, coro: Any, *, fresh_context: bool = False
-) -> asyncio.Task[None]:
-    """One-off form of task_starter (per-session glue such as io/websocket.py)."""
-    return task_starter(loop, fresh_context=fresh_context)(coro)

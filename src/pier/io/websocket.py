@@ -42,7 +42,6 @@ from pier.asgi.websocket import (
 from pier.io.context import ServerContext
 from pier.io.deadlines import NEVER
 from pier.io.flow import FlowControl
-from pier.io.tasks import start_task
 from pier.proto import ws as proto
 from pier.proto.events import Request
 from pier.proto.headers import AppResponseError
@@ -239,11 +238,7 @@ class WSProtocol(FlowControl, asyncio.Protocol):
         self._handshake_timer = self.loop.call_later(
             self.settings.handshake_timeout, self._on_handshake_timeout
         )
-        task = start_task(
-            self.loop,
-            run_websocket_app(ctx.app, session, self, app_name=ctx.app_name),
-            fresh_context=ctx.reset_contextvars,
-        )
+        task = ctx.start_task(run_websocket_app(ctx.app, session, self, app_name=ctx.app_name))
         if not task.done():
             ctx.tasks.add(task)
 
