@@ -30,7 +30,9 @@ The table is printed, and written to bench/results/instructions.json.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -57,6 +59,13 @@ WS_MESSAGE = b"m" * 32
 KEEP_ALIVE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 CLOSE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\nConnection: close\r\n\r\n"
 START_TIMEOUT = 180.0  # servers start slowly under valgrind (FastAPI's imports most)
+# Held from choosing a free port until the server accepts on it: two counts started at
+# once (two people on one machine) could otherwise both pick the port, and the one
+# server that binds it would count the other's client too.
+STARTING_LOCK = Path(tempfile.gettempdir()) / "pier-server-instructions-starting.lock"
+# One hash seed for every count: string hashes decide where dicts probe and collide, so
+# a random seed per process moved a count by ~0.5-1.5k between runs of one build.
+FIXED_HASH_SEED = {"PYTHONHASHSEED": "0"}
 
 
 @dataclass(frozen=True)
@@ -168,22 +177,26 @@ def send_requests(port: int, count: int, mode: Mode) -> None:
 
 def count(server: str, mode: Mode, requests: int) -> int:
     """Instructions the server's processes ran in all, serving `requests` requests."""
-    port = free_port()
-    launch = Launch(app=mode.app, port=port, interface=mode.interface)
-    command = by_name()[server].command(launch)
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, STARTING_LOCK.open("a") as starting:
         valgrind = [
             "valgrind", "--tool=callgrind", "--trace-children=yes",
             f"--callgrind-out-file={out}/cg.%p",
         ]
         log = Path(out) / "server.log"
+        fcntl.flock(starting, fcntl.LOCK_EX)
+        port = free_port()
+        launch = Launch(app=mode.app, port=port, interface=mode.interface)
+        command = by_name()[server].command(launch)
         with log.open("wb") as output:
             process = subprocess.Popen(
                 [*valgrind, *command], cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, env={**os.environ, **FIXED_HASH_SEED},
             )
         try:
-            wait_accepting(process, port, log, deadline=START_TIMEOUT)
+            try:
+                wait_accepting(process, port, log, deadline=START_TIMEOUT)
+            finally:
+                fcntl.flock(starting, fcntl.LOCK_UN)
             send_requests(port, requests, mode)
         finally:
             process.send_signal(signal.SIGINT)
