@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from pier.io.connection import WRITE_HIGH_WATER
 from pier.types import Receive, Scope, Send
 from tests.e2e._support import (
     LOOPS,
@@ -104,6 +105,41 @@ def test_streaming_without_length_is_chunked_and_incremental(loop: str) -> None:
         assert conn.read_line("the end of the chunked body") == b""
         # The connection is reusable after the zero-length chunk.
         assert conn.request("GET", "/stream").body == b"first,second"
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("path", ["/stream", "/large"])
+def test_a_streamed_or_large_response_gets_pier_s_write_mark_a_small_one_needs_none(
+    loop: str, path: str,
+) -> None:
+    # A streaming app waits in send() only once the transport holds WRITE_HIGH_WATER
+    # bytes. Setting that mark costs every connection (~700 instructions, issue 13), so
+    # it is set at the first response that can fill the buffer: a connection that only
+    # sends small, complete responses keeps the transport's default.
+    large = b"L" * (64 * 1024)
+
+    @http_app
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        if scope["path"] == "/stream":
+            await send({"type": "http.response.body", "body": b"piece", "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            await send({"type": "http.response.body",
+                        "body": large if scope["path"] == "/large" else b"piece"})
+
+    with running_server(app, loop=loop) as server, Conn.open(server) as conn:
+        ctx = server.server.ctx
+        assert ctx is not None
+
+        def high_mark() -> int:
+            (connection,) = list(ctx.connections)
+            return int(connection.transport.get_write_buffer_limits()[1])
+
+        assert conn.request("GET", "/small").body == b"piece"
+        assert high_mark() != WRITE_HIGH_WATER
+        assert conn.request("GET", path).body == (large if path == "/large" else b"piece")
+        assert high_mark() == WRITE_HIGH_WATER
 
 
 @pytest.mark.parametrize("loop", LOOPS)

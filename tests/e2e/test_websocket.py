@@ -36,6 +36,7 @@ from websockets.exceptions import (
 )
 from websockets.sync.client import ClientConnection, connect
 
+from pier.io.connection import WRITE_HIGH_WATER
 from pier.io.websocket import WSProtocol
 from pier.types import Receive, Scope, Send
 from tests.e2e._support import Gate, capture_logs, serve_lifespan, wait_until
@@ -685,6 +686,16 @@ def _ws_connection(srv: RunningServer) -> WSProtocol:
                                     if isinstance(c, WSProtocol)) or found,
                message="a WebSocket connection on the server")
     return found[0]
+
+
+def test_a_websocket_writes_with_pier_s_write_mark(server: RunningServer) -> None:
+    # The HTTP/1.1 connection sets pier's write mark only once a response streams
+    # (issue 13); a WebSocket it hands over to has it from the start.
+    with client(server, "/echo") as ws:
+        ws.send("mark")
+        assert ws.recv() == "mark"
+        limits = _ws_connection(server).transport.get_write_buffer_limits()
+        assert limits[1] == WRITE_HIGH_WATER
 
 
 def test_slow_reader_makes_send_wait_instead_of_buffering() -> None:

@@ -57,7 +57,10 @@ logger = logging.getLogger("pier.error")
 BODY_HIGH_WATER = 256 * 1024
 # Pipelined requests parsed ahead of the one being answered before reading pauses.
 PIPELINE_DEPTH = 16
-# Write buffer marks for the transport: send() waits above the high mark.
+# Write buffer marks for the transport: send() waits above the high mark. Set once a
+# response streams or is large (H1Connection._raise_write_limits): until then the
+# transport's own default (64 KiB in asyncio and uvloop) holds, which only small,
+# complete responses meet, and which costs nothing to keep.
 WRITE_HIGH_WATER = 256 * 1024
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # A response body piece this large is written with its framing as separate pieces
@@ -122,6 +125,7 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
         "_unsent_size",
         "_upgrade_request",
         "_wait",
+        "_write_limits_raised",
         "client",
         "closed",
         "ctx",
@@ -190,6 +194,7 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
         # issue 12, --metrics-bind: bytes in and out are counted here (a None check when
         # off: ~0.1% of a hello request, below bench/instructions' noise).
         self._metrics = ctx.metrics
+        self._write_limits_raised = False
 
     # asyncio.Protocol -------------------------------------------------------------------
 
@@ -202,7 +207,6 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
         ctx = self.ctx
         ctx.connections.add(self)
         ctx.total_connections += 1
-        transport.set_write_buffer_limits(WRITE_HIGH_WATER)  # type: ignore[attr-defined]
         peer = transport.get_extra_info("peername")
         server = ctx.server_address
         client: tuple[str, int] | None
@@ -444,6 +448,8 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
         self.deadline = NEVER
         # The HTTP/1.1 side forgets the connection; the WebSocket side counts it now.
         self.ctx.connections.discard(self)
+        # The WebSocket session writes with the marks a streamed response has.
+        self._raise_write_limits()
         self.closed = True
         self.parser.close()
         if self.ctx.debug:
@@ -578,6 +584,8 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
             )
             self._head_sent = True
             if large:
+                if not self._write_limits_raised:
+                    self._raise_write_limits()
                 # The body not copied into a joined buffer: written as pieces.
                 pieces = (head_bytes, *framer.body_pieces(body, more_body))
                 if more_body:
@@ -588,6 +596,8 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
             data = framer.body(body, more_body)
             out = head_bytes + data if data else head_bytes
         if more_body:
+            if not self._write_limits_raised:
+                self._raise_write_limits()
             self._hold((out,), len(out))
         elif not self.closed:
             # Head and body in one write: one syscall, one TCP segment.
@@ -676,6 +686,14 @@ class H1Connection(ResponseFramer, FlowControl, asyncio.Protocol):
         self._finish_active(keep_alive)
 
     # Internals -------------------------------------------------------------------------
+
+    def _raise_write_limits(self) -> None:
+        """Give the transport pier's write marks, at the first response that streams or
+        is large (send_head): ~700 instructions a connection that only small, complete
+        responses never pay (issue 13; a WebSocket or HTTP/2 handover sets its own)."""
+        self._write_limits_raised = True
+        if not self.closed:
+            self.transport.set_write_buffer_limits(WRITE_HIGH_WATER)
 
     def _hold(self, pieces: tuple[bytes, ...], size: int) -> None:
         """Queue a streamed response's pieces to be written together, at the end of this
