@@ -152,6 +152,19 @@ def _server(scope: Scope, host: str | None) -> tuple[str, str]:
 # same few names. Bounded, so a client sending endless distinct names cannot grow them.
 _CACHE_LIMIT = 512
 _DROPPED = ""  # cached translation of a header name that never reaches the environ
+# An int, not b"%": `in` tries a bytes operand as an int first and pays for the
+# TypeError (~1.5k instructions); find() parses its arguments (~0.4k).
+_PERCENT = ord("%")
+# What an ASGI http scope may leave out, as the spec defaults it.
+_SCOPE_DEFAULTS: dict[str, Any] = {
+    "server": None,
+    "client": None,
+    "scheme": "http",
+    "http_version": "1.1",
+    "raw_path": None,
+    "root_path": "",
+    "query_string": b"",
+}
 
 
 class EnvironBuilder:
@@ -162,7 +175,7 @@ class EnvironBuilder:
     `HTTP_ACCEPT_ENCODING`) and remembered.
     """
 
-    __slots__ = ("_base", "_names", "_templates")
+    __slots__ = ("_base", "_last", "_names", "_templates")
 
     def __init__(self, *, errors: Any, file_wrapper: Any, multiprocess: bool) -> None:
         self._base: dict[str, Any] = {
@@ -182,8 +195,20 @@ class EnvironBuilder:
         # (SERVER_NAME, SERVER_PORT, SERVER_PROTOCOL, wsgi.url_scheme): one copy per
         # request instead of a lookup and a store for each.
         self._templates: dict[tuple[Any, str, str], dict[str, Any]] = {}
+        # The last template used and the (server, scheme, version) objects it was for:
+        # pier hands every request of a listener the same objects, and three identity
+        # checks cost less than hashing a key tuple (one tuple, read and replaced whole,
+        # so the pool's threads may share it).
+        self._last: tuple[Any, Any, Any, dict[str, Any]] = (None, None, None, {})
 
     def _template(self, scope: Scope, server: Any, scheme: str, version: str) -> dict[str, Any]:
+        try:
+            template = self._templates.get((server, scheme, version))
+        except TypeError:  # an unhashable server (a list): not remembered
+            template = None
+        if template is not None:
+            self._last = (server, scheme, version, template)
+            return template
         template = self._base.copy()
         template["SERVER_PROTOCOL"] = "HTTP/" + version
         template["wsgi.url_scheme"] = scheme
@@ -191,40 +216,85 @@ class EnvironBuilder:
             template["SERVER_NAME"], template["SERVER_PORT"] = _server(scope, None)
             if len(self._templates) < _CACHE_LIMIT:
                 self._templates[(server, scheme, version)] = template
+                self._last = (server, scheme, version, template)
         return template
 
     def build(self, scope: Scope, fetch: Callable[[], Message]) -> dict[str, Any]:
         """The environ for scope; wsgi.input reads through fetch()."""
-        server = scope.get("server")
-        scheme: str = scope.get("scheme", "http")
-        version: str = scope.get("http_version", "1.1")
         try:
-            template = self._templates.get((server, scheme, version))
-        except TypeError:  # an unhashable server (a list): not remembered
-            template = None
-        if template is None:
+            # Subscripts, not get(): pier's scopes have every key (a get() call costs
+            # ~100 instructions more); another server's may leave optional ones out.
+            server = scope["server"]
+            scheme: str = scope["scheme"]
+            version: str = scope["http_version"]
+            raw_path: bytes | None = scope["raw_path"]
+            root_path: str = scope["root_path"]
+            query_string: bytes = scope["query_string"]
+            client = scope["client"]
+        except KeyError:
+            return self.build({**_SCOPE_DEFAULTS, **scope}, fetch)
+        last = self._last
+        if last[0] is server and last[1] is scheme and last[2] is version:
+            template = last[3]
+        else:
             template = self._template(scope, server, scheme, version)
+        headers = scope["headers"]
+        names = self._names
         environ = template.copy()
-        raw_path: bytes | None = scope.get("raw_path")
+        try:
+            # The usual request: every name translated before, none repeated.
+            for raw_name, raw_value in headers:
+                key = names[raw_name]
+                if key in environ:
+                    raise KeyError(key)
+                environ[key] = raw_value.decode("latin-1")
+        except KeyError:  # a new name, a dropped one or a repeated one: one at a time
+            environ = template.copy()
+            self._add_headers(environ, headers)
         if raw_path is None:
             raw_path = scope["path"].encode("utf-8")
-        root_path: str = scope.get("root_path", "")
         if root_path:
             raw_root = root_path.encode("utf-8")
             environ["SCRIPT_NAME"] = raw_root.decode("latin-1")
             if raw_path.startswith(raw_root):
                 raw_path = raw_path[len(raw_root) :]
-        if raw_path.find(b"%") >= 0:
+        if _PERCENT in raw_path:
             raw_path = unquote_to_bytes(raw_path)
         environ["REQUEST_METHOD"] = scope["method"]
         environ["PATH_INFO"] = raw_path.decode("latin-1")
-        environ["QUERY_STRING"] = scope.get("query_string", b"").decode("latin-1")
+        environ["QUERY_STRING"] = query_string.decode("latin-1")
+        if "SERVER_NAME" not in environ:
+            # A Unix socket (or no server in the scope): the Host header names the site.
+            environ["SERVER_NAME"], environ["SERVER_PORT"] = _server(
+                scope, environ.get("HTTP_HOST")
+            )
+        if client:
+            environ["REMOTE_ADDR"] = client[0]
+            environ["REMOTE_PORT"] = str(client[1])
+        # wsgi.input, inline (a call per request less).
+        length = environ.get("CONTENT_LENGTH")
+        if length is not None:
+            try:
+                size = int(length)
+            except ValueError:
+                size = 0
+            environ["wsgi.input"] = InputStream(fetch, size) if size > 0 else _NO_BODY
+        elif "HTTP_TRANSFER_ENCODING" in environ or version not in ("1.0", "1.1"):
+            # Chunked, or HTTP/2 and later, where a body needs no Content-Length.
+            environ["wsgi.input"] = InputStream(fetch, None)
+        else:
+            # HTTP/1.x without either header has no body (RFC 9112 section 6.3): no hop.
+            environ["wsgi.input"] = _NO_BODY
+        return environ
+
+    def _add_headers(self, environ: dict[str, Any], headers: Any) -> None:
+        """The header fields, one at a time: repeated names join, dropped names go."""
         names = self._names
-        for raw_name, raw_value in scope["headers"]:
+        for raw_name, raw_value in headers:
             key = names.get(raw_name)
             if key is None:
                 key = _environ_key(raw_name)
-                if len(names) < _CACHE_LIMIT:
+                if key and len(names) < _CACHE_LIMIT:
                     names[raw_name] = key
             if not key:  # _DROPPED
                 continue
@@ -232,17 +302,6 @@ class EnvironBuilder:
             if key in environ:
                 value = environ[key] + _JOIN.get(key, ",") + value
             environ[key] = value
-        if "SERVER_NAME" not in environ:
-            # A Unix socket (or no server in the scope): the Host header names the site.
-            environ["SERVER_NAME"], environ["SERVER_PORT"] = _server(
-                scope, environ.get("HTTP_HOST")
-            )
-        client = scope.get("client")
-        if client:
-            environ["REMOTE_ADDR"] = client[0]
-            environ["REMOTE_PORT"] = str(client[1])
-        environ["wsgi.input"] = _input(environ, scope, fetch)
-        return environ
 
 
 def _environ_key(raw_name: bytes) -> str:
@@ -261,21 +320,6 @@ def _environ_key(raw_name: bytes) -> str:
 
 # wsgi.input of every request without a body: nothing to read, no state to share.
 _NO_BODY = InputStream(None, 0)
-
-
-def _input(environ: dict[str, Any], scope: Scope, fetch: Callable[[], Message]) -> InputStream:
-    length = environ.get("CONTENT_LENGTH")
-    if length is not None:
-        try:
-            size = int(length)
-        except ValueError:
-            size = 0
-        return InputStream(fetch, size) if size > 0 else _NO_BODY
-    if "HTTP_TRANSFER_ENCODING" in environ or scope.get("http_version") not in ("1.0", "1.1"):
-        # Chunked, or HTTP/2 and later, where a body needs no Content-Length.
-        return InputStream(fetch, None)
-    # HTTP/1.x without either header has no body (RFC 9112 section 6.3): no hop.
-    return _NO_BODY
 
 
 def default_errors() -> Any:

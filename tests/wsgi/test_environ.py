@@ -1,0 +1,94 @@
+"""EnvironBuilder (pier.wsgi.environ): the PEP 3333 environ built from an ASGI http scope.
+
+The e2e tests (tests/e2e/test_wsgi.py) pin the environ over real sockets; these pin the
+builder's two ways of adding header fields (every name known and none repeated, or one
+at a time) give the same environ, and that a scope leaving out what ASGI makes optional
+gets the spec's defaults.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+
+from pier.wsgi.bridge import FileWrapper
+from pier.wsgi.environ import EnvironBuilder
+
+
+def builder() -> EnvironBuilder:
+    return EnvironBuilder(errors=sys.stderr, file_wrapper=FileWrapper, multiprocess=False)
+
+
+def scope(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 40000),
+        "scheme": "http",
+        "method": "GET",
+        "root_path": "",
+        "path": "/a b",
+        "raw_path": b"/a%20b",
+        "query_string": b"x=1",
+        "headers": headers,
+    }
+
+
+def no_body() -> Any:
+    raise AssertionError("a bodyless request must not ask the loop for its body")
+
+
+HEADER_SETS = {
+    "plain": [(b"host", b"example.com"), (b"accept", b"*/*"), (b"user-agent", b"t\xe9")],
+    "repeated": [(b"cookie", b"a=1"), (b"accept", b"text/plain"), (b"cookie", b"b=2")],
+    "dropped": [(b"x-forwarded-for", b"203.0.113.7"), (b"x_forwarded_for", b"198.51.100.1")],
+    "content": [(b"content-type", b"text/plain"), (b"content-length", b"0")],
+}
+
+
+@pytest.mark.parametrize("name", sorted(HEADER_SETS))
+def test_known_names_build_the_same_environ_as_the_first_request(name: str) -> None:
+    build = builder().build
+    headers = HEADER_SETS[name]
+    first = build(scope(headers), no_body)  # every name new: added one at a time
+    again = build(scope(headers), no_body)  # names known: the usual request's way
+    assert again == first
+    assert list(again) == list(first)
+
+
+def test_repeated_and_dropped_fields_on_a_known_connection() -> None:
+    build = builder().build
+    build(scope(HEADER_SETS["plain"] + HEADER_SETS["dropped"]), no_body)
+    environ = build(scope(HEADER_SETS["repeated"] + HEADER_SETS["dropped"]), no_body)
+    assert environ["HTTP_COOKIE"] == "a=1; b=2"
+    assert environ["HTTP_X_FORWARDED_FOR"] == "203.0.113.7"
+    assert environ["PATH_INFO"] == "/a b"
+    assert environ["QUERY_STRING"] == "x=1"
+    assert environ["REMOTE_PORT"] == "40000"
+
+
+def test_user_agent_bytes_are_read_as_latin1() -> None:
+    build = builder().build
+    for _ in range(2):
+        assert build(scope(HEADER_SETS["plain"]), no_body)["HTTP_USER_AGENT"] == "té"
+
+
+def test_a_scope_without_the_optional_keys_gets_the_spec_defaults() -> None:
+    minimal = {
+        "type": "http",
+        "method": "GET",
+        "path": "/caf\u00e9",
+        "headers": [(b"host", b"example.com:8080")],
+    }
+    environ = builder().build(minimal, no_body)
+    assert environ["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert environ["wsgi.url_scheme"] == "http"
+    assert environ["PATH_INFO"] == "/café".encode().decode("latin-1")
+    assert environ["QUERY_STRING"] == ""
+    assert environ["SCRIPT_NAME"] == ""
+    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("example.com", "8080")
+    assert "REMOTE_ADDR" not in environ
+    assert environ["wsgi.input"].read() == b""
