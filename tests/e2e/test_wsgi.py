@@ -447,6 +447,67 @@ def test_bad_response_bodies_get_a_500_naming_the_rule(body: Any, needle: str) -
         logs.wait_for(needle)
 
 
+class ClosingList(list[bytes]):
+    """A one-chunk body that is a list but has a close(), which PEP 3333 says to call."""
+
+    def __init__(self, chunks: list[bytes], closed: threading.Event) -> None:
+        super().__init__(chunks)
+        self.closed = closed
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_repeated_responses_keep_their_head_and_a_closing_list_is_closed() -> None:
+    closed = threading.Event()
+    headers = [("Content-Type", "text/plain"), ("X-Mode", "r\u00e9p\u00e9t\u00e9")]
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        if environ["PATH_INFO"] == "/closing":
+            start_response("201 Created", list(headers))
+            return ClosingList([b"closing"], closed)
+        start_response("201 Created", list(headers))
+        return [b"plain"]
+
+    with running_server(app, interface="wsgi") as server, Conn.open(server) as conn:
+        # The first response checks and encodes the status and headers; the later ones
+        # find them remembered: the head on the wire is the same every time.
+        for _ in range(3):
+            response = conn.request("GET", "/")
+            assert (response.status, response.body) == (201, b"plain")
+            assert response.header("x-mode") == "r\u00e9p\u00e9t\u00e9"  # latin-1 both ways
+        response = conn.request("GET", "/closing")
+        assert (response.status, response.body) == (201, b"closing")
+    assert closed.wait(10), "close() of a list subclass was not called"
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "needle"),
+    [
+        (b"200 OK", [], "status must be a str"),
+        ("200 OK", [["X-A", "b"]], "must be a (name, value) tuple"),
+        ("200 OK", (("X-A", "b"),), "headers must be a list"),
+    ],
+)
+def test_start_response_arguments_are_checked_on_every_response(
+    status: Any, headers: Any, needle: str
+) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        if environ["PATH_INFO"] == "/bad":
+            start_response(status, headers)
+        else:
+            start_response("200 OK", [("X-A", "b")])
+        return [b"body"]
+
+    with running_server(app, interface="wsgi") as server, capture_logs() as logs:
+        with Conn.open(server) as conn:
+            assert conn.request("GET", "/").status == 200  # "200 OK" and ("X-A", "b") known
+            assert conn.request("GET", "/bad").status == 500
+        logs.wait_for(needle)
+        with Conn.open(server) as conn:
+            assert conn.request("GET", "/").status == 200
+
+
 def test_bad_headers_are_refused_as_for_asgi() -> None:
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         start_response("200 OK", [("X-Bad", "line\r\nInjected: yes")])

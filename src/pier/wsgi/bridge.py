@@ -104,13 +104,11 @@ class FileWrapper:
 _CACHE_LIMIT = 1024
 _STATUS_CODES: dict[str, int] = {}
 _ENCODED: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+# Looks a pair up with no Python frame, for map(): KeyError for one not seen yet.
+_encoded_pair = _ENCODED.__getitem__
 
 
 def _check_status(status: object) -> int:
-    if type(status) is str:
-        code = _STATUS_CODES.get(status)
-        if code is not None:
-            return code
     if not isinstance(status, str):
         raise TypeError(f"start_response() status must be a str like '200 OK', got {status!r}")
     digits = status[:3]
@@ -173,7 +171,6 @@ class _Exchange:
         "receive",
         "room",
         "scope",
-        "send",
         "sent",
         "status",
         "waiting",
@@ -185,13 +182,11 @@ class _Exchange:
         adapter: WSGIAdapter,
         scope: Scope,
         receive: Receive,
-        send: Send,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.adapter = adapter
         self.scope = scope
         self.receive = receive
-        self.send = send
         self.loop = loop
         self._waiter: asyncio.Future[None] | None = None
         self.outbox: deque[Any] = deque()
@@ -202,16 +197,15 @@ class _Exchange:
         self.waiting = False
         self.room: threading.Event | None = None
         self.aborted = False
+        # `headers` is set with `status` by start_response, and read only after it.
         self.status: int | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
         self.headers_sent = False
 
     # The loop's side --------------------------------------------------------------------
 
-    async def serve(self) -> None:
+    async def serve(self, send: Send) -> None:
         self.adapter.pool.submit(self.run)
         outbox = self.outbox
-        send = self.send
         failure: BaseException | None = None
         try:
             while True:
@@ -268,52 +262,56 @@ class _Exchange:
 
     def run(self) -> None:
         try:
-            self._run()
+            adapter = self.adapter
+            scope = self.scope
+            environ = adapter.environ.build(scope, self._fetch)
+            result: Iterable[bytes] = adapter.app(environ, self._start_response)
+            tail: bytes | None = b""
+            try:
+                if type(result) is list and len(result) == 1:
+                    # The usual small response: all of it goes in one message, so pier
+                    # frames it with a Content-Length and writes head and body at once.
+                    tail = result[0]
+                elif (
+                    type(result) is FileWrapper
+                    and not self.headers_sent
+                    and self.status is not None
+                    and "http.response.pathsend" in scope.get("extensions", {})
+                    and (path := result.sendable_path()) is not None
+                ):
+                    self._send_path(path)
+                    tail = None
+                else:
+                    for chunk in result:
+                        if chunk:
+                            self._write(chunk)
+            finally:
+                if type(result) is not list:  # a list has no close(): no lookup
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
+            if tail is None:
+                # Sent by path, done only now: the request's task (which graceful
+                # shutdown waits for) outlives close(), as for every other response.
+                self._hand_over((_DONE,))
+                return
+            # The response's end (inline: a call per request less).
+            if type(tail) is not bytes:
+                _check_chunk(tail)
+            last = {"type": "http.response.body", "body": tail, "more_body": False}
+            if self.headers_sent:
+                self._hand_over((last, _DONE))
+            else:
+                self._hand_over((self._start_message(), last, _DONE))
         except Exception as exc:
-            self._push((exc, _DONE), 0, final=True)
+            self._hand_over((exc, _DONE))
         except BaseException as exc:
             # SystemExit or KeyboardInterrupt raised by app code in a pool thread ends
             # that request, not the server: pier's failure policy re-raises these
             # from an ASGI task, which would stop the worker.
             error = RuntimeError(f"the WSGI app raised {type(exc).__name__}: {exc}")
             error.__cause__ = exc
-            self._push((error, _DONE), 0, final=True)
-
-    def _run(self) -> None:
-        adapter = self.adapter
-        scope = self.scope
-        environ = adapter.environ.build(scope, self._fetch)
-        result: Iterable[bytes] = adapter.app(environ, self._start_response)
-        tail = b""
-        by_path = False
-        try:
-            if type(result) is list and len(result) == 1:
-                # The usual small response: all of it goes in one message, so pier
-                # frames it with a Content-Length and writes head and body at once.
-                tail = result[0]
-            elif (
-                type(result) is FileWrapper
-                and not self.headers_sent
-                and self.status is not None
-                and "http.response.pathsend" in scope.get("extensions", {})
-                and (path := result.sendable_path()) is not None
-            ):
-                self._send_path(path)
-                by_path = True
-            else:
-                for chunk in result:
-                    if chunk:
-                        self._write(chunk)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-        if by_path:
-            # Done only now: the request's task (which graceful shutdown waits for)
-            # outlives close(), as for every other response.
-            self._push((_DONE,), 0, final=True)
-        else:
-            self._finish(tail)
+            self._hand_over((error, _DONE))
 
     def _fetch(self) -> Message:
         """receive() run on the loop, waited for in the app's thread (wsgi.input)."""
@@ -335,8 +333,18 @@ class _Exchange:
                 "start_response() was called a second time without exc_info (PEP 3333"
                 " allows that only to replace the headers after an error)"
             )
-        code = _check_status(status)
-        self.headers = _encode_headers(headers)
+        try:
+            code = _STATUS_CODES[status]
+        except (KeyError, TypeError):  # not seen yet, or not a str at all
+            code = _check_status(status)
+        if type(headers) is list:
+            try:
+                # Every pair seen before (the usual response): looked up in C.
+                self.headers = list(map(_encoded_pair, headers))
+            except (KeyError, TypeError):
+                self.headers = _encode_headers(headers)
+        else:
+            self.headers = _encode_headers(headers)  # says what is wrong
         self.status = code
         return self._write_callable
 
@@ -363,15 +371,6 @@ class _Exchange:
         else:
             self._push((self._start_message(), message), len(chunk) + 2)
 
-    def _finish(self, tail: bytes) -> None:
-        if type(tail) is not bytes:
-            _check_chunk(tail)
-        last = {"type": "http.response.body", "body": tail, "more_body": False}
-        if self.headers_sent:
-            self._push((last, _DONE), 0, final=True)
-        else:
-            self._push((self._start_message(), last, _DONE), 0, final=True)
-
     def _send_path(self, path: str) -> None:
         start = self._start_message()
         self._push((start, {"type": "http.response.pathsend", "path": path}), 2)
@@ -380,24 +379,28 @@ class _Exchange:
         if self.aborted:
             raise ClientGone("the client closed the connection")
 
-    def _push(self, items: tuple[Any, ...], size: int, *, final: bool = False) -> None:
-        if self.aborted and not final:
+    def _push(self, items: tuple[Any, ...], size: int) -> None:
+        if self.aborted:
             raise ClientGone("the client closed the connection")
-        self.outbox.extend(items)
         self.queued += size
+        if not self._hand_over(items):
+            raise ClientGone("the server stopped")
+        if self.queued - self.sent > HIGH_WATER:
+            self._wait_room(HIGH_WATER)
+            if self.aborted:
+                raise ClientGone("the client closed the connection")
+
+    def _hand_over(self, items: tuple[Any, ...]) -> bool:
+        """Queue items for the loop, a wake-up on its way; False if the loop is closed."""
+        self.outbox.extend(items)
         if not self.wake_pending:
             self.wake_pending = True
             try:
                 self.loop.call_soon_threadsafe(self._wake_from_thread)
             except RuntimeError:  # the loop is closed: nobody will take this
                 self.aborted = True
-                if not final:
-                    raise ClientGone("the server stopped") from None
-                return
-        if not final and self.queued - self.sent > HIGH_WATER:
-            self._wait_room(HIGH_WATER)
-            if self.aborted:
-                raise ClientGone("the client closed the connection")
+                return False
+        return True
 
     def _wait_room(self, limit: int) -> None:
         room = self.room
@@ -447,7 +450,7 @@ class WSGIAdapter:
                 # A loop running in this thread is the running loop (one at a time).
                 loop = self._loop = asyncio.get_running_loop()
                 self._loop_thread = get_ident()
-            await _Exchange(self, scope, receive, send, loop).serve()
+            await _Exchange(self, scope, receive, loop).serve(send)
         elif kind == "lifespan":
             while True:
                 message = await receive()

@@ -20,15 +20,21 @@ logger = logging.getLogger("pier.error")
 
 
 class ThreadPool:
-    __slots__ = ("_jobs", "_threads", "size")
+    """submit(job) runs job() in a pool thread; job must not raise (it reports its own
+    errors)."""
+
+    __slots__ = ("_jobs", "_threads", "size", "submit")
+
+    submit: Callable[[Callable[[], None]], None]
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self.submit = self._submit_starting
 
-    def submit(self, job: Callable[[], None]) -> None:
-        """Run job() in a pool thread; job must not raise (it reports its own errors)."""
+    def _submit_starting(self, job: Callable[[], None]) -> None:
+        """submit() while threads are still to start: one starts per job until all run."""
         self._jobs.put(job)
         threads = self._threads
         if len(threads) < self.size:
@@ -37,6 +43,9 @@ class ThreadPool:
             )
             threads.append(thread)
             thread.start()
+            if len(threads) == self.size:
+                # Every thread runs: submit() is the queue's own put, no Python frame.
+                self.submit = self._jobs.put
 
     def _work(self) -> None:
         jobs = self._jobs
@@ -52,3 +61,4 @@ class ThreadPool:
         for _ in self._threads:
             self._jobs.put(None)
         self._threads.clear()
+        self.submit = self._submit_starting
