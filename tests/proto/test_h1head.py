@@ -330,9 +330,10 @@ def test_pier_native_switches_every_c_path_off(value: str) -> None:
     import sys
 
     probe = ("from pier.proto import h1; from pier.asgi import proxy;"
-             " from pier.io import connection;"
+             " from pier.io import connection; from pier.wsgi import environ;"
              " print(h1.parse_head is None, proxy.has_proxy_headers is proxy._has_proxy_headers,"
-             " connection.frame_response is None)")
+             " connection.frame_response is None,"
+             " environ._known_fields is environ._python_known_fields)")
     out = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PIER_NATIVE": value},
                          capture_output=True, text=True, check=True, timeout=30).stdout
-    assert out.split() == ["True", "True", "True"]
+    assert out.split() == ["True", "True", "True", "True"]

@@ -1,9 +1,9 @@
 """EnvironBuilder (pier.wsgi.environ): the PEP 3333 environ built from an ASGI http scope.
 
 The e2e tests (tests/e2e/test_wsgi.py) pin the environ over real sockets; these pin the
-builder's two ways of adding header fields (every name known and none repeated, or one
-at a time) give the same environ, and that a scope leaving out what ASGI makes optional
-gets the spec's defaults.
+builder's two ways of adding header fields (every name known and none repeated, in C
+when the C module is built or in Python, or one at a time) give the same environ, and
+that a scope leaving out what ASGI makes optional gets the spec's defaults.
 """
 
 from __future__ import annotations
@@ -13,8 +13,27 @@ from typing import Any
 
 import pytest
 
+from pier.proto import native
+from pier.wsgi import environ as environ_module
 from pier.wsgi.bridge import FileWrapper
 from pier.wsgi.environ import EnvironBuilder
+from tests.helpers import NOT_BUILT
+
+_C_MODULE = native.load(honour_switch=False)
+KNOWN_FIELDS = {
+    "python": environ_module._python_known_fields,
+    "c": None if _C_MODULE is None else _C_MODULE.environ_fields,
+}
+
+
+@pytest.fixture(params=sorted(KNOWN_FIELDS), autouse=True)
+def known_fields(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Every test runs with the C fast pass and with the Python one."""
+    implementation = KNOWN_FIELDS[request.param]
+    if implementation is None:
+        pytest.skip(NOT_BUILT)
+    monkeypatch.setattr(environ_module, "_known_fields", implementation)
+    return implementation
 
 
 def builder() -> EnvironBuilder:
@@ -92,3 +111,34 @@ def test_a_scope_without_the_optional_keys_gets_the_spec_defaults() -> None:
     assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("example.com", "8080")
     assert "REMOTE_ADDR" not in environ
     assert environ["wsgi.input"].read() == b""
+
+
+@pytest.mark.parametrize(
+    ("headers", "taken"),
+    [
+        ([(b"host", b"h"), (b"accept", b"*/*")], True),
+        ([], True),
+        ([(b"host", b"h"), (b"x-new", b"v")], False),  # a name not translated yet
+        ([(b"accept", b"a"), (b"accept", b"b")], False),  # repeated: joined elsewhere
+        ([(b"host", b"h", b"extra")], False),
+        ([[b"host", b"h"]], None),  # another server's list pairs: either way
+        ([(b"host", "h")], False),
+        (((b"host", b"h"),), None),  # not a list: either way
+    ],
+)
+def test_the_fast_pass_takes_only_known_unrepeated_byte_pairs(
+    known_fields: Any, headers: Any, taken: bool | None
+) -> None:
+    names = {b"host": "HTTP_HOST", b"accept": "HTTP_ACCEPT"}
+    environ: dict[str, Any] = {"SCRIPT_NAME": ""}
+    result = known_fields(environ, names, headers)
+    assert result is (result if taken is None else taken)
+    if result:  # taken: the environ is complete
+        assert environ == {"SCRIPT_NAME": "", **{names[n]: v.decode("latin-1") for n, v in headers}}
+
+
+def test_a_list_pair_from_another_server_is_still_read() -> None:
+    build = builder().build
+    for _ in range(2):
+        environ = build(scope([[b"host", b"example.com"]]), no_body)  # type: ignore[list-item]
+        assert environ["HTTP_HOST"] == "example.com"

@@ -1,5 +1,7 @@
 # Types of the C fast path in _h1head.c (built as an optional extension; see setup.py).
 
+from typing import Any
+
 def parse_head(
     data: bytes,
     start: int,
@@ -27,3 +29,8 @@ def parse_head(
 
 
 def has_any_name(names: frozenset[bytes], headers: list[tuple[bytes, bytes]], /) -> bool: ...
+
+
+def environ_fields(
+    environ: dict[str, Any], names: dict[bytes, str], headers: list[tuple[bytes, bytes]], /
+) -> bool: ...

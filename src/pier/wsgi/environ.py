@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from pier.proto import native
 from pier.types import Message, Scope
 
 __all__ = ["EnvironBuilder", "InputStream"]
@@ -239,16 +240,9 @@ class EnvironBuilder:
         else:
             template = self._template(scope, server, scheme, version)
         headers = scope["headers"]
-        names = self._names
         environ = template.copy()
-        try:
-            # The usual request: every name translated before, none repeated.
-            for raw_name, raw_value in headers:
-                key = names[raw_name]
-                if key in environ:
-                    raise KeyError(key)
-                environ[key] = raw_value.decode("latin-1")
-        except KeyError:  # a new name, a dropped one or a repeated one: one at a time
+        if not _known_fields(environ, self._names, headers):
+            # A new name, a dropped one or a repeated one: one at a time.
             environ = template.copy()
             self._add_headers(environ, headers)
         if raw_path is None:
@@ -302,6 +296,29 @@ class EnvironBuilder:
             if key in environ:
                 value = environ[key] + _JOIN.get(key, ",") + value
             environ[key] = value
+
+
+def _python_known_fields(
+    environ: dict[str, Any], names: dict[bytes, str], headers: list[tuple[bytes, bytes]]
+) -> bool:
+    """The usual request's fields: every name translated before, none repeated (else
+    False, `environ` partly filled). What the C module's environ_fields does."""
+    try:
+        for raw_name, raw_value in headers:
+            key = names[raw_name]
+            if key in environ:
+                return False
+            environ[key] = raw_value.decode("latin-1")
+    except (KeyError, TypeError, ValueError, AttributeError):  # a shape _add_headers names
+        return False
+    return True
+
+
+_native = native.load()
+# C when built (~0.4k instructions per field instead of ~1.7k), else the same in Python.
+_known_fields: Callable[[dict[str, Any], dict[bytes, str], list[tuple[bytes, bytes]]], bool] = (
+    _python_known_fields if _native is None else _native.environ_fields
+)
 
 
 def _environ_key(raw_name: bytes) -> str:
