@@ -433,6 +433,7 @@ def test_write_callable_streams_before_the_iterable() -> None:
     ("body", "needle"),
     [
         (["text, not bytes"], "must be bytes, got str"),
+        ([None], "must be bytes, got NoneType"),
         (iter([3]), "must be bytes, got int"),
     ],
 )

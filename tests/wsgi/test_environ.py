@@ -142,3 +142,11 @@ def test_a_list_pair_from_another_server_is_still_read() -> None:
     for _ in range(2):
         environ = build(scope([[b"host", b"example.com"]]), no_body)  # type: ignore[list-item]
         assert environ["HTTP_HOST"] == "example.com"
+
+
+def test_a_list_server_address_is_read_and_not_remembered() -> None:
+    build = builder().build
+    for _ in range(2):
+        listed = {**scope([(b"host", b"h")]), "server": ["10.0.0.1", 8080]}
+        environ = build(listed, no_body)
+        assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("10.0.0.1", "8080")

@@ -266,7 +266,8 @@ class _Exchange:
             scope = self.scope
             environ = adapter.environ.build(scope, self._fetch)
             result: Iterable[bytes] = adapter.app(environ, self._start_response)
-            tail: bytes | None = b""
+            tail = b""
+            by_path = False
             try:
                 if type(result) is list and len(result) == 1:
                     # The usual small response: all of it goes in one message, so pier
@@ -280,7 +281,7 @@ class _Exchange:
                     and (path := result.sendable_path()) is not None
                 ):
                     self._send_path(path)
-                    tail = None
+                    by_path = True
                 else:
                     for chunk in result:
                         if chunk:
@@ -290,7 +291,7 @@ class _Exchange:
                     close = getattr(result, "close", None)
                     if close is not None:
                         close()
-            if tail is None:
+            if by_path:
                 # Sent by path, done only now: the request's task (which graceful
                 # shutdown waits for) outlives close(), as for every other response.
                 self._hand_over((_DONE,))

@@ -215,7 +215,8 @@ class EnvironBuilder:
         template["wsgi.url_scheme"] = scheme
         if server and server[1] is not None:
             template["SERVER_NAME"], template["SERVER_PORT"] = _server(scope, None)
-            if len(self._templates) < _CACHE_LIMIT:
+            if len(self._templates) < _CACHE_LIMIT and type(server) is tuple:
+                # (A list, as another server may send, is not hashable: not remembered.)
                 self._templates[(server, scheme, version)] = template
                 self._last = (server, scheme, version, template)
         return template
