@@ -231,7 +231,8 @@ def print_config(config: Config) -> str:
         rows.append((option.name, getattr(config, option.name), source, option.secret))
     # A comment, so the listing stays a config file pier reads back.
     return format_config(rows) + (
-        f"# C fast paths (pier.proto._h1head: request heads, response heads): {native.state()}\n"
+        "# C fast paths (pier.proto._h1head: request heads, response heads, WSGI header"
+        f" fields): {native.state()}\n"
     )
 
 

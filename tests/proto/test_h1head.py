@@ -337,3 +337,33 @@ def test_pier_native_switches_every_c_path_off(value: str) -> None:
     out = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PIER_NATIVE": value},
                          capture_output=True, text=True, check=True, timeout=30).stdout
     assert out.split() == ["True", "True", "True", "True"]
+
+
+def test_a_c_module_older_than_its_source_leaves_pier_on_python_paths() -> None:
+    # An editable install pulled without rebuilding keeps a C module that lacks what the
+    # newer Python calls (here: everything but parse_head). pier must still import and
+    # serve on its Python paths, and say what happened and how to mend it.
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, types\n"
+        "stale = types.ModuleType('pier.proto._h1head')\n"
+        "stale.__file__ = '/site/pier/proto/_h1head.so'\n"
+        "stale.parse_head = None\n"
+        "sys.modules['pier.proto._h1head'] = stale\n"
+        "from pier.proto import h1, native\n"
+        "from pier.asgi import proxy\n"
+        "from pier.wsgi import environ\n"
+        "print(h1.parse_head is None, proxy.has_proxy_headers is proxy._has_proxy_headers,"
+        " environ._known_fields is environ._python_known_fields)\n"
+        "print(native.state())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, timeout=30)
+    flags, state = done.stdout.splitlines()
+    assert flags.split() == ["True", "True", "True"]
+    assert state.startswith("built from older source (no has_any_name, environ_fields,")
+    assert "pip install -e ." in state
+    assert "RuntimeWarning: pier's C module" in done.stderr
+    assert "built from older source" in done.stderr and "pip install -e ." in done.stderr
