@@ -19,6 +19,8 @@ _OFF = frozenset({"0", "false", "no", "off"})
 # and would otherwise fail its caller's import with a bare AttributeError.
 NAMES = ("parse_head", "has_any_name", "environ_fields", "framer_tables", "frame_response")
 REBUILD = "rebuild it with `pip install -e .` in pier's checkout, or reinstall pier"
+# Several modules load the C module at import; a stale one is reported by the first only.
+_stale_reported = False
 
 
 def switched_off() -> bool:
@@ -51,12 +53,15 @@ def load(*, honour_switch: bool = True) -> ModuleType | None:
         return None
     missing = _missing(module)
     if missing:
-        warnings.warn(
-            f"pier's C module {module.__file__} was built from older source (it has no"
-            f" {', '.join(missing)}): pier runs on its Python paths, slower; {REBUILD}",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+        global _stale_reported
+        if not _stale_reported:
+            _stale_reported = True
+            warnings.warn(
+                f"pier's C module {module.__file__} was built from older source (it has no"
+                f" {', '.join(missing)}): pier runs on its Python paths, slower; {REBUILD}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return None
     return module
 
